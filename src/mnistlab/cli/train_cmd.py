@@ -1,0 +1,147 @@
+"""`mnistlab train` and `mnistlab evaluate`."""
+
+from __future__ import annotations
+
+import json
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from mnistlab.api import load_run, recipe, train
+from mnistlab.cli.app import app
+from mnistlab.config import TrainConfig
+from mnistlab.errors import ConfigError
+
+R = "default: the model's recipe"  # help suffix for options whose default depends on --model
+
+
+class Optimizer(str, Enum):
+    sgd = "sgd"
+    adam = "adam"
+    adamw = "adamw"
+
+
+class Schedule(str, Enum):
+    constant = "constant"
+    step = "step"
+    cosine = "cosine"
+    onecycle = "onecycle"
+
+
+class Normalize(str, Enum):
+    standardize = "standardize"
+    center = "center"
+    scale = "scale"
+    raw = "raw"
+
+
+class NormStats(str, Enum):
+    global_ = "global"
+    per_pixel = "per-pixel"
+
+
+class Monitor(str, Enum):
+    val_loss = "val_loss"
+    val_accuracy = "val_accuracy"
+
+
+def parse_hidden(text: str | None) -> tuple[int, ...] | None:
+    if text is None:
+        return None
+    try:
+        widths = tuple(int(part) for part in text.split(",") if part.strip())
+    except ValueError:
+        raise ConfigError(f"--hidden must be comma-separated integers like 512,256, got {text!r}") from None
+    if not widths or min(widths) < 1:
+        raise ConfigError(f"--hidden needs at least one width >= 1, got {text!r}")
+    return widths
+
+
+def build_config(model: str, overrides: dict[str, dict[str, object]]) -> TrainConfig:
+    """Start from the model's recipe and apply the flags the user actually gave (None = not given)."""
+    config = recipe(model)
+    for section, values in overrides.items():
+        target = config if section == "run" else getattr(config, section)
+        for key, value in values.items():
+            if value is not None:
+                setattr(target, key, value.value if isinstance(value, Enum) else value)
+    return config.validate()
+
+
+@app.command("train")
+def train_command(
+    model: Annotated[str, typer.Option(help="Model name: cnn, mlp, lenet5, lenet-wide, pytorch-example.")] = "cnn",
+    dataset: Annotated[str, typer.Option(help="Dataset name: mnist, fashion-mnist, kmnist.")] = "mnist",
+    data_dir: Annotated[Optional[Path], typer.Option(help="Folder with the four IDX files (.gz or plain).")] = None,
+    download: Annotated[bool, typer.Option(help="Download the dataset when no local copy is found.")] = True,
+    epochs: Annotated[Optional[int], typer.Option(help=f"Maximum passes over the training split ({R}).")] = None,
+    batch_size: Annotated[Optional[int], typer.Option(help=f"Images per optimiser step, global ({R}).")] = None,
+    lr: Annotated[Optional[float], typer.Option(help=f"Peak learning rate ({R}).")] = None,
+    optimizer: Annotated[Optional[Optimizer], typer.Option(help=f"Optimiser ({R}).")] = None,
+    schedule: Annotated[Optional[Schedule], typer.Option(help=f"Learning-rate schedule, per step ({R}).")] = None,
+    momentum: Annotated[Optional[float], typer.Option(help=f"SGD momentum ({R}).")] = None,
+    nesterov: Annotated[Optional[bool], typer.Option(help=f"Nesterov momentum for SGD ({R}).")] = None,
+    weight_decay: Annotated[Optional[float], typer.Option(help=f"L2 weight decay ({R}).")] = None,
+    label_smoothing: Annotated[Optional[float], typer.Option(help="Label smoothing in [0, 1).")] = None,
+    hidden: Annotated[Optional[str], typer.Option(help="MLP hidden widths, comma-separated, e.g. 512,256.")] = None,
+    dropout: Annotated[Optional[float], typer.Option(help=f"Dropout probability ({R}).")] = None,
+    width: Annotated[Optional[float], typer.Option(help="Multiplier of conv channel counts (1.0 = default).")] = None,
+    val_size: Annotated[Optional[int], typer.Option(help="Images held out of the 60,000 for validation.")] = None,
+    train_subset: Annotated[Optional[int], typer.Option(help="Train on only this many images.")] = None,
+    normalize: Annotated[Optional[Normalize], typer.Option(help="Input transform fitted on the train split.")] = None,
+    norm_stats: Annotated[Optional[NormStats], typer.Option(help="One mean/std for all pixels, or per pixel.")] = None,
+    patience: Annotated[Optional[int], typer.Option(help="Early stopping: epochs without improvement.")] = None,
+    monitor: Annotated[Optional[Monitor], typer.Option(help="Validation metric for early stopping.")] = None,
+    seed: Annotated[int, typer.Option(help="Random seed (init, split, data order).")] = 0,
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N (auto picks CUDA if present).")] = "auto",
+    threads: Annotated[Optional[int], typer.Option(help="CPU threads for torch (default: torch's choice).")] = None,
+    channels_last: Annotated[Optional[bool], typer.Option(help="channels_last memory format.")] = None,
+    amp: Annotated[Optional[bool], typer.Option(help="bf16 autocast.")] = None,
+    compile: Annotated[Optional[bool], typer.Option("--compile/--no-compile", help="torch.compile.")] = None,
+    max_steps: Annotated[Optional[int], typer.Option(help="Stop each epoch after this many steps.")] = None,
+    out: Annotated[Optional[Path], typer.Option(help="Run folder (default: runs/<timestamp>-<model>).")] = None,
+    resume: Annotated[Optional[Path], typer.Option(help="Continue the interrupted run in this folder.")] = None,
+    dry_run: Annotated[bool, typer.Option(help="Run a few batches, write nothing, and stop.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print only errors.")] = False,
+) -> None:
+    """Train a model (default: the fast CNN on MNIST), then score the test set once."""
+    if resume is not None:
+        train(resume=resume)
+        return
+    config = build_config(
+        model,
+        {
+            "data": {"dataset": dataset, "data_dir": str(data_dir) if data_dir else None, "download": download,
+                     "val_size": val_size, "train_subset": train_subset, "normalize": normalize,
+                     "norm_stats": norm_stats},
+            "model": {"hidden": parse_hidden(hidden), "dropout": dropout, "width": width},
+            "optim": {"optimizer": optimizer, "lr": lr, "schedule": schedule, "momentum": momentum,
+                      "nesterov": nesterov, "weight_decay": weight_decay, "label_smoothing": label_smoothing},
+            "run": {"epochs": epochs, "batch_size": batch_size, "patience": patience, "monitor": monitor,
+                    "seed": seed, "device": device, "threads": threads, "channels_last": channels_last,
+                    "amp": amp, "compile": compile, "max_steps": max_steps,
+                    "out": str(out) if out else None, "dry_run": dry_run, "quiet": quiet},
+        },
+    )
+    train(config)
+
+
+@app.command("evaluate")
+def evaluate_command(
+    run_dir: Annotated[Path, typer.Argument(help="A run folder written by `mnistlab train`.")],
+    data_dir: Annotated[Optional[Path], typer.Option(help="Folder with the dataset's IDX files.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the full result as JSON.")] = False,
+) -> None:
+    """Score a trained run on the test set: loss, accuracy, confusion matrix, per-class F1."""
+    result = load_run(run_dir).evaluate(data_dir=data_dir)
+    if as_json:
+        typer.echo(json.dumps(result, indent=2))
+        return
+    typer.echo(f"test accuracy {100 * result['accuracy']:.2f} %  loss {result['loss']:.4f}  "
+               f"({result['images']:,} images, macro F1 {result['macro_f1']:.4f})")
+    typer.echo("confusion matrix (rows = true label, columns = predicted):")
+    typer.echo("      " + " ".join(f"{c:>5}" for c in range(10)))
+    for label, row in enumerate(result["confusion_matrix"]):
+        typer.echo(f"  {label:>3} " + " ".join(f"{v:>5}" for v in row))

@@ -1,0 +1,20 @@
+"""Model zoo: pure ``nn.Module`` classes that map images (N, 1, 28, 28) to logits (N, 10).
+
+Models import nothing from training. Look them up by name with :func:`build_model`.
+"""
+
+from mnistlab.models.cnn import FastCNN, PytorchExampleNet
+from mnistlab.models.lenet import LeNet5
+from mnistlab.models.mlp import MLP
+from mnistlab.models.registry import build_model, count_parameters, flops_per_image, model_names
+
+__all__ = [
+    "MLP",
+    "FastCNN",
+    "LeNet5",
+    "PytorchExampleNet",
+    "build_model",
+    "count_parameters",
+    "flops_per_image",
+    "model_names",
+]

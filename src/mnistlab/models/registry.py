@@ -1,0 +1,112 @@
+"""Name -> constructor registry, plus parameter and FLOP counting.
+
+Each factory takes the generic knobs of :class:`mnistlab.config.ModelConfig` (``hidden``, ``dropout``,
+``width``) and ignores the ones that do not apply, so the CLI can expose one set of flags for all models.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from types import MappingProxyType
+
+import torch
+from torch import nn
+
+from mnistlab.errors import ConfigError
+from mnistlab.models.cnn import FastCNN, PytorchExampleNet
+from mnistlab.models.lenet import LeNet5
+from mnistlab.models.mlp import MLP
+
+Factory = Callable[[Sequence[int] | None, float | None, float], nn.Module]
+
+
+def _scale(channels: Sequence[int], width: float) -> tuple[int, ...]:
+    return tuple(max(1, round(c * width)) for c in channels)
+
+
+def _mlp(hidden: Sequence[int] | None, dropout: float | None, width: float) -> nn.Module:
+    return MLP(hidden=_scale(hidden or (1024, 1024), width), dropout=0.2 if dropout is None else dropout)
+
+
+def _lenet5(hidden: Sequence[int] | None, dropout: float | None, width: float) -> nn.Module:
+    return LeNet5(channels=_scale((6, 16), width), dropout=dropout or 0.0)
+
+
+def _lenet_wide(hidden: Sequence[int] | None, dropout: float | None, width: float) -> nn.Module:
+    # The lecture's variant: the same LeNet layout with many more filters per convolution layer.
+    return LeNet5(channels=_scale((32, 64), width), hidden=(256, 128), dropout=0.25 if dropout is None else dropout)
+
+
+def _cnn(hidden: Sequence[int] | None, dropout: float | None, width: float) -> nn.Module:
+    return FastCNN(channels=_scale((24, 32, 64), width), dropout=dropout or 0.0)
+
+
+def _pytorch_example(hidden: Sequence[int] | None, dropout: float | None, width: float) -> nn.Module:
+    return PytorchExampleNet()
+
+
+MODELS: MappingProxyType[str, Factory] = MappingProxyType(
+    {
+        "mlp": _mlp,
+        "lenet5": _lenet5,
+        "lenet-wide": _lenet_wide,
+        "cnn": _cnn,
+        "pytorch-example": _pytorch_example,
+    }
+)
+
+
+def model_names() -> list[str]:
+    return list(MODELS)
+
+
+def build_model(
+    name: str, *, hidden: Sequence[int] | None = None, dropout: float | None = None, width: float = 1.0
+) -> nn.Module:
+    """Build a freshly initialised model by registry name."""
+    try:
+        factory = MODELS[name]
+    except KeyError:
+        raise ConfigError(f"unknown model {name!r}; choose one of: {', '.join(MODELS)}") from None
+    return factory(hidden, dropout, width)
+
+
+def count_parameters(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+def flops_per_image(model: nn.Module, image_shape: tuple[int, int, int] = (1, 28, 28)) -> int:
+    """Forward-pass FLOPs for one image, counting a multiply-add as 2 FLOPs.
+
+    Only convolutions and linear layers are counted (they are >95 % of the work here); BN, ReLU and pooling
+    are ignored. A training step costs about 3x this (forward, plus two matmuls of the same size backward).
+    """
+    total = 0
+
+    def conv_hook(module: nn.Conv2d, _inputs: tuple, output: torch.Tensor) -> None:
+        nonlocal total
+        kh, kw = module.kernel_size
+        macs_per_output = (module.in_channels // module.groups) * kh * kw
+        total += 2 * output[0].numel() * macs_per_output
+
+    def linear_hook(module: nn.Linear, _inputs: tuple, output: torch.Tensor) -> None:
+        nonlocal total
+        total += 2 * module.in_features * module.out_features
+
+    handles = []
+    for m in model.modules():
+        if isinstance(m, nn.Conv2d):
+            handles.append(m.register_forward_hook(conv_hook))
+        elif isinstance(m, nn.Linear):
+            handles.append(m.register_forward_hook(linear_hook))
+    was_training = model.training
+    model.eval()
+    try:
+        device = next(model.parameters()).device
+        with torch.no_grad():
+            model(torch.zeros((1, *image_shape), device=device))
+    finally:
+        for h in handles:
+            h.remove()
+        model.train(was_training)
+    return total

@@ -1,0 +1,299 @@
+"""The training run: data -> preprocessing -> model -> epochs with early stopping -> one test evaluation.
+
+:func:`fit` is what ``mnistlab train`` and :func:`mnistlab.train` call. It writes the run folder as it goes:
+
+    config.json        the resolved TrainConfig, written first
+    metrics.jsonl      one JSON object per epoch, appended as each epoch ends
+    model.safetensors  the best weights so far (by validation) + preprocessing statistics + config
+    last.safetensors   resume state after each epoch; removed when the run completes
+    summary.json       written last: its presence is what marks the run as complete
+    error.txt          only when the run failed (e.g. diverged); the folder then has no summary.json
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from mnistlab.config import TrainConfig
+from mnistlab.data import Preprocessor, TensorSplit, load_dataset, split_train_val
+from mnistlab.errors import ConfigError, RunError, TrainingDiverged
+from mnistlab.models import build_model, count_parameters
+from mnistlab.training.checkpoint import (
+    atomic_save_tensors,
+    atomic_write_text,
+    load_tensors,
+    optimizer_tensors,
+    restore_optimizer,
+    split_prefix,
+    with_prefix,
+)
+from mnistlab.training.early_stopping import EarlyStopping
+from mnistlab.training.environment import describe_environment, resolve_device
+from mnistlab.training.loop import evaluate, train_one_epoch
+from mnistlab.training.optim import build_optimizer, build_scheduler
+from mnistlab.training.progress import Reporter
+from mnistlab.training.run import MODEL_FILE, Run, model_metadata
+
+
+@dataclass
+class Splits:
+    """Preprocessed tensors on the training device. ``val`` is None when val_size is 0."""
+
+    train: TensorSplit
+    val: TensorSplit | None
+    test: TensorSplit
+    preprocessor: Preprocessor
+
+
+def prepare_data(config: TrainConfig, device: torch.device, progress: bool = True) -> Splits:
+    """Load the dataset, split validation off the training images, fit preprocessing on the rest.
+
+    The preprocessing statistics come from the training split only; validation and test images are
+    transformed with those same statistics, exactly as a new image will be at prediction time.
+    """
+    dc = config.data
+    arrays = load_dataset(dc.dataset, dc.data_dir, download=dc.download, progress=progress)
+    images = torch.from_numpy(arrays.train_images)  # (60000, 28, 28) uint8
+    labels = torch.from_numpy(arrays.train_labels).long()
+    if dc.val_size >= images.shape[0]:
+        raise ConfigError(f"validation size {dc.val_size} leaves no training images (of {images.shape[0]})")
+    train_idx, val_idx = split_train_val(images.shape[0], dc.val_size, config.seed)
+    if dc.train_subset is not None:
+        train_idx = train_idx[: dc.train_subset]
+    pre = Preprocessor.fit(images[train_idx], mode=dc.normalize, stats=dc.norm_stats)
+
+    def split(x: torch.Tensor, y: torch.Tensor) -> TensorSplit:
+        return TensorSplit(pre(x), y).to(device)
+
+    test = split(torch.from_numpy(arrays.test_images), torch.from_numpy(arrays.test_labels).long())
+    val = split(images[val_idx], labels[val_idx]) if len(val_idx) else None
+    return Splits(split(images[train_idx], labels[train_idx]), val, test, pre)
+
+
+def default_run_dir(config: TrainConfig) -> Path:
+    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+    return Path("runs") / f"{stamp}-{config.model.name}"
+
+
+def fit(config: TrainConfig, *, resume: str | Path | None = None, reporter: Reporter | None = None) -> Run:
+    """Train according to ``config``; return the finished :class:`Run` (best weights restored)."""
+    config.validate()
+    reporter = reporter or Reporter(quiet=config.quiet, progress=config.progress)
+    if config.threads is not None:
+        torch.set_num_threads(config.threads)
+    device = resolve_device(config.device)
+    torch.manual_seed(config.seed)  # model initialisation and dropout
+
+    splits = prepare_data(config, device, progress=not config.quiet)
+    model = build_model(
+        config.model.name, hidden=config.model.hidden, dropout=config.model.dropout, width=config.model.width
+    ).to(device)
+    if config.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    step_model: nn.Module = torch.compile(model) if config.compile else model  # type: ignore[assignment]
+
+    per_step = config.batch_size
+    steps_per_epoch = math.ceil(len(splits.train) / per_step)
+    optimizer = build_optimizer(model, config.optim)
+    scheduler = build_scheduler(optimizer, config.optim, steps_per_epoch, config.epochs)
+    order = torch.Generator().manual_seed(config.seed + 1)  # data order, separate from init and dropout
+    stopper = EarlyStopping(
+        mode="min" if config.monitor == "val_loss" else "max", patience=config.patience, min_delta=config.min_delta
+    )
+
+    run_dir = None if config.dry_run else _open_run_dir(config, resume)
+    start_epoch = 1
+    history: list[dict] = []
+    if resume is not None and run_dir is not None:
+        start_epoch, history = _restore(run_dir, model, optimizer, scheduler, order, stopper)
+    elif run_dir is not None:
+        atomic_write_text(run_dir / "config.json", config.to_json())
+        (run_dir / "metrics.jsonl").write_text("")
+
+    env = describe_environment(device)
+    parameters = count_parameters(model)
+    reporter.line(
+        f"mnistlab: {config.model.name} ({parameters:,} parameters) on {config.data.dataset}, "
+        f"{len(splits.train):,} train / {len(splits.val) if splits.val else 0:,} val images, "
+        f"device {device}, {env['threads']} threads"
+        + (f", run folder {run_dir}" if run_dir else " (dry run: nothing is written)")
+    )
+
+    train_seconds = 0.0
+    max_steps = config.dry_run_batches if config.dry_run else config.max_steps
+    last_epoch = config.epochs if not config.dry_run else 1
+    for epoch in range(start_epoch, last_epoch + 1):
+        batches = splits.train.batches(per_step, shuffle=True, generator=order)
+        total = min(steps_per_epoch, max_steps) if max_steps else steps_per_epoch
+        t0 = time.perf_counter()
+        with reporter.epoch_bar(f"epoch {epoch}/{last_epoch}", total) as on_step:
+            train_stats = train_one_epoch(
+                step_model,
+                batches,
+                optimizer,
+                scheduler,
+                label_smoothing=config.optim.label_smoothing,
+                amp=config.amp,
+                max_steps=max_steps,
+                on_step=on_step,
+            )
+        seconds = time.perf_counter() - t0
+        train_seconds += seconds
+        if not math.isfinite(train_stats["loss"]):
+            _fail(run_dir, TrainingDiverged(
+                f"training diverged in epoch {epoch}: the loss became {train_stats['loss']}; "
+                f"try a smaller learning rate (e.g. --lr {config.optim.lr / 10:g})"
+            ))
+        record = _epoch_record(epoch, train_stats, seconds, optimizer, model, splits, config)
+        history.append(record)
+        monitored = record.get(config.monitor)
+        is_best = stopper.update(monitored, epoch, model) if monitored is not None else False
+        reporter.line(_epoch_line(record, last_epoch, is_best))
+        if run_dir is not None:
+            if is_best or monitored is None:
+                _save_model(run_dir / MODEL_FILE, model, splits.preprocessor, config)
+            with (run_dir / "metrics.jsonl").open("a", encoding="utf-8") as f:
+                f.write(json.dumps(record) + "\n")
+            _save_resume_state(run_dir, model, optimizer, scheduler, order, stopper, epoch)
+        if stopper.should_stop:
+            reporter.line(f"early stopping: no {config.monitor} improvement for {config.patience} epochs")
+            break
+
+    stopper.restore_best(model)
+    summary = {
+        "model": config.model.name,
+        "dataset": config.data.dataset,
+        "seed": config.seed,
+        "parameters": parameters,
+        "epochs_run": len(history),
+        "best_epoch": stopper.best_epoch or len(history),
+        "best_val_accuracy": max((h["val_accuracy"] for h in history if "val_accuracy" in h), default=None),
+        "best_val_loss": min((h["val_loss"] for h in history if "val_loss" in h), default=None),
+        "train_seconds": round(sum(h["seconds"] for h in history) if history else train_seconds, 3),
+        "environment": env,
+    }
+    if not config.dry_run:
+        # The test set is scored exactly once, after the best (validation-chosen) weights are restored.
+        test = evaluate(model, splits.test.images, splits.test.labels, config.eval_batch_size, config.amp)
+        summary.update(test_accuracy=test["accuracy"], test_loss=test["loss"], test_images=len(splits.test))
+        reporter.line(
+            f"test accuracy {100 * test['accuracy']:.2f} % (loss {test['loss']:.4f}) on {len(splits.test):,} "
+            f"images, best epoch {summary['best_epoch']}, {summary['train_seconds']:.1f} s training"
+        )
+    if run_dir is not None:
+        if stopper.best_state is None:
+            _save_model(run_dir / MODEL_FILE, model, splits.preprocessor, config)
+        atomic_write_text(run_dir / "summary.json", json.dumps(summary, indent=2))
+        (run_dir / "last.safetensors").unlink(missing_ok=True)
+    return Run(path=run_dir, config=config, model=model, preprocessor=splits.preprocessor, summary=summary,
+               history=history, device=device)
+
+
+# ---- helpers -------------------------------------------------------------------------------------------
+def _open_run_dir(config: TrainConfig, resume: str | Path | None) -> Path:
+    if resume is not None:
+        run_dir = Path(resume)
+        if not (run_dir / "last.safetensors").is_file():
+            done = (run_dir / "summary.json").is_file()
+            raise RunError(
+                f"{run_dir}: nothing to resume ("
+                + ("the run already completed)" if done else "no last.safetensors checkpoint)")
+            )
+        return run_dir
+    run_dir = Path(config.out) if config.out else default_run_dir(config)
+    if run_dir.exists() and any(run_dir.iterdir()):
+        raise ConfigError(f"{run_dir}: run folder already exists and is not empty; choose another --out")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    return run_dir
+
+
+def _fail(run_dir: Path | None, error: Exception) -> None:
+    """Record the failure beside the (incomplete) run and raise; no checkpoint of the bad weights is written."""
+    if run_dir is not None:
+        atomic_write_text(run_dir / "error.txt", f"{type(error).__name__}: {error}\n")
+    raise error
+
+
+def _epoch_record(
+    epoch: int, train_stats: dict, seconds: float, optimizer: torch.optim.Optimizer, model: nn.Module,
+    splits: Splits, config: TrainConfig,
+) -> dict:
+    record = {
+        "epoch": epoch,
+        "train_loss": train_stats["loss"],
+        "train_accuracy": train_stats["accuracy"],
+        "steps": train_stats["steps"],
+        "lr": optimizer.param_groups[0]["lr"],
+        "seconds": round(seconds, 4),
+    }
+    if splits.val is not None:
+        images, labels = splits.val.images, splits.val.labels
+        if config.dry_run:  # a few batches only: the point is to exercise the code path
+            images, labels = images[: config.eval_batch_size], labels[: config.eval_batch_size]
+        val = evaluate(model, images, labels, config.eval_batch_size, config.amp)
+        record.update(val_loss=val["loss"], val_accuracy=val["accuracy"])
+    return record
+
+
+def _epoch_line(record: dict, epochs: int, is_best: bool) -> str:
+    parts = [
+        f"epoch {record['epoch']}/{epochs}",
+        f"train loss {record['train_loss']:.4f} acc {100 * record['train_accuracy']:.2f} %",
+    ]
+    if "val_loss" in record:
+        parts.append(f"val loss {record['val_loss']:.4f} acc {100 * record['val_accuracy']:.2f} %")
+    parts += [f"lr {record['lr']:.4g}", f"{record['seconds']:.1f} s"]
+    return "  ".join(parts) + ("  *" if is_best else "")
+
+
+def _save_model(path: Path, model: nn.Module, pre: Preprocessor, config: TrainConfig) -> None:
+    tensors = with_prefix(model.state_dict(), "model.") | with_prefix(pre.state_dict(), "preprocess.")
+    atomic_save_tensors(path, tensors, model_metadata(config, pre))
+
+
+def _save_resume_state(
+    run_dir: Path, model: nn.Module, optimizer: torch.optim.Optimizer, scheduler, order: torch.Generator,
+    stopper: EarlyStopping, epoch: int,
+) -> None:
+    optim_tensors, optim_meta = optimizer_tensors(optimizer)
+    tensors = (
+        with_prefix(model.state_dict(), "model.")
+        | optim_tensors
+        | {"rng.order": order.get_state(), "rng.torch": torch.get_rng_state()}
+    )
+    meta = {
+        "epoch": epoch,
+        "optimizer": optim_meta,
+        "scheduler": scheduler.state_dict(),
+        "early_stopping": stopper.state(),
+    }
+    atomic_save_tensors(run_dir / "last.safetensors", tensors, meta)
+
+
+def _restore(
+    run_dir: Path, model: nn.Module, optimizer: torch.optim.Optimizer, scheduler, order: torch.Generator,
+    stopper: EarlyStopping,
+) -> tuple[int, list[dict]]:
+    tensors, meta = load_tensors(run_dir / "last.safetensors")
+    model.load_state_dict(split_prefix(tensors, "model."))
+    restore_optimizer(optimizer, tensors, json.loads(meta["optimizer"]))
+    scheduler.load_state_dict(json.loads(meta["scheduler"]))
+    order.set_state(tensors["rng.order"])
+    torch.set_rng_state(tensors["rng.torch"])
+    es = json.loads(meta["early_stopping"])
+    stopper.best_value, stopper.best_epoch, stopper.bad_epochs = es["best_value"], es["best_epoch"], es["bad_epochs"]
+    if (run_dir / MODEL_FILE).is_file():
+        best, _ = load_tensors(run_dir / MODEL_FILE)
+        stopper.best_state = split_prefix(best, "model.")
+    epoch = int(meta["epoch"])
+    lines = (run_dir / "metrics.jsonl").read_text(encoding="utf-8").splitlines()
+    history = [json.loads(line) for line in lines if line.strip()][:epoch]
+    return epoch + 1, history

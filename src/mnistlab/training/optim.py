@@ -1,0 +1,71 @@
+"""Optimisers and learning-rate schedules, built from :class:`mnistlab.config.OptimConfig`.
+
+Schedules are per *step* (one optimiser update), so the learning rate changes smoothly inside an epoch and
+the same recipe works for any batch size. They are ``LambdaLR`` multipliers of the peak ``lr``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import torch
+from torch import nn
+
+from mnistlab.config import OptimConfig
+from mnistlab.errors import ConfigError
+
+
+def build_optimizer(model: nn.Module, cfg: OptimConfig) -> torch.optim.Optimizer:
+    params = [p for p in model.parameters() if p.requires_grad]
+    if cfg.optimizer == "sgd":
+        # torch's SGD: v <- momentum * v + (g + wd * p); p <- p - lr * (g + momentum * v if nesterov else v)
+        return torch.optim.SGD(
+            params,
+            lr=cfg.lr,
+            momentum=cfg.momentum,
+            nesterov=cfg.nesterov and cfg.momentum > 0,
+            weight_decay=cfg.weight_decay,
+        )
+    if cfg.optimizer == "adam":
+        return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    if cfg.optimizer == "adamw":
+        return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    raise ConfigError(f"unknown optimizer {cfg.optimizer!r}; choose sgd, adam or adamw")
+
+
+def lr_multiplier(cfg: OptimConfig, steps_per_epoch: int, total_steps: int) -> Callable[[int], float]:
+    """Return f(step) -> multiplier of the peak lr, for step = 0 .. total_steps - 1."""
+    final = cfg.final_lr_fraction
+    if cfg.schedule == "constant":
+        return lambda step: 1.0
+    if cfg.schedule == "step":
+        return lambda step: cfg.gamma ** ((step // steps_per_epoch) // cfg.step_size)
+    if cfg.schedule == "cosine":
+
+        def cosine(step: int) -> float:
+            t = min(step / max(total_steps - 1, 1), 1.0)
+            return final + (1 - final) * 0.5 * (1 + math.cos(math.pi * t))
+
+        return cosine
+    if cfg.schedule == "onecycle":
+        # Linear warm-up from peak/25 to the peak, then linear decay to `final`. The short high-lr phase is
+        # what lets a small CNN reach 99 % in one or two epochs.
+        warm = max(1, round(cfg.warmup * total_steps))
+        start = 1 / 25
+
+        def onecycle(step: int) -> float:
+            if step < warm:
+                return start + (1 - start) * step / warm
+            t = min((step - warm) / max(total_steps - warm, 1), 1.0)
+            return 1 - (1 - final) * t
+
+        return onecycle
+    raise ConfigError(f"unknown schedule {cfg.schedule!r}; choose constant, step, cosine or onecycle")
+
+
+def build_scheduler(
+    optimizer: torch.optim.Optimizer, cfg: OptimConfig, steps_per_epoch: int, epochs: int
+) -> torch.optim.lr_scheduler.LambdaLR:
+    fn = lr_multiplier(cfg, steps_per_epoch, steps_per_epoch * epochs)
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, fn)

@@ -1,0 +1,36 @@
+"""Shared pytest fixtures. Data fixtures first; other subsystems may add theirs below."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from mnistlab.data.idx import write_idx
+from mnistlab.data.registry import MNIST_FILES
+
+# ---- data: synthetic MNIST-format datasets -----------------------------------------------------------------
+
+
+def write_synthetic_dataset(
+    directory: Path, n_train: int = 60, n_test: int = 20, *, gz: bool = True, seed: int = 0
+) -> dict[str, np.ndarray]:
+    """Write the four MNIST file names with random 28x28 uint8 images and labels 0-9; return the arrays."""
+    rng = np.random.default_rng(seed)
+    directory.mkdir(parents=True, exist_ok=True)
+    arrays: dict[str, np.ndarray] = {}
+    for split, n in (("train", n_train), ("test", n_test)):
+        images_name, labels_name = MNIST_FILES[split]
+        arrays[f"{split}_images"] = rng.integers(0, 256, size=(n, 28, 28), dtype=np.uint8)
+        arrays[f"{split}_labels"] = rng.integers(0, 10, size=n, dtype=np.uint8)
+        for name, key in ((images_name, f"{split}_images"), (labels_name, f"{split}_labels")):
+            write_idx(directory / (name if gz else name.removesuffix(".gz")), arrays[key])
+    return arrays
+
+
+@pytest.fixture
+def synthetic_dataset() -> Callable[..., dict[str, np.ndarray]]:
+    """``synthetic_dataset(dir, n_train=60, n_test=20, gz=True, seed=0)`` -> the arrays it wrote."""
+    return write_synthetic_dataset

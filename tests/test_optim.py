@@ -1,0 +1,73 @@
+"""Loss and update rules against PyTorch as the reference."""
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from mnistlab.config import OptimConfig
+from mnistlab.training import build_optimizer, lr_multiplier, train_one_epoch
+
+
+def test_cross_entropy_is_log_softmax_plus_nll():
+    torch.manual_seed(0)
+    logits, labels = torch.randn(64, 10, dtype=torch.float64), torch.randint(0, 10, (64,))
+    expected = F.nll_loss(F.log_softmax(logits, dim=1), labels)
+    assert abs(F.cross_entropy(logits, labels).item() - expected.item()) < 1e-6
+    assert abs(nn.CrossEntropyLoss()(logits, labels).item() - nn.NLLLoss()(nn.LogSoftmax(1)(logits), labels).item()) < 1e-6
+
+
+@pytest.mark.parametrize("nesterov", [False, True])
+def test_two_sgd_steps_with_momentum_match_hand_computation(nesterov):
+    """train_one_epoch + build_optimizer do exactly: g = mean grad + wd*p; v = mu*v + g; p -= lr*(g + mu*v | v)."""
+    torch.manual_seed(0)
+    model = nn.Linear(784, 10).double()
+    x = torch.randn(2, 8, 1, 28, 28, dtype=torch.float64)
+    y = torch.randint(0, 10, (2, 8))
+    w, b = model.weight.detach().clone(), model.bias.detach().clone()
+    lr, mu, wd = 0.1, 0.9, 1e-3
+    cfg = OptimConfig(optimizer="sgd", lr=lr, momentum=mu, nesterov=nesterov, weight_decay=wd)
+    flat = nn.Sequential(nn.Flatten(), model)
+    train_one_epoch(flat, [(x[0], y[0]), (x[1], y[1])], build_optimizer(flat, cfg))
+
+    vw, vb = torch.zeros_like(w), torch.zeros_like(b)
+    for step in range(2):
+        wr, br = w.clone().requires_grad_(), b.clone().requires_grad_()
+        loss = F.cross_entropy(x[step].flatten(1) @ wr.T + br, y[step])  # mean over the batch
+        gw, gb = torch.autograd.grad(loss, (wr, br))
+        gw, gb = gw + wd * w, gb + wd * b
+        vw, vb = mu * vw + gw, mu * vb + gb
+        w = w - lr * ((gw + mu * vw) if nesterov else vw)
+        b = b - lr * ((gb + mu * vb) if nesterov else vb)
+    torch.testing.assert_close(model.weight.detach(), w, rtol=0, atol=1e-12)
+    torch.testing.assert_close(model.bias.detach(), b, rtol=0, atol=1e-12)
+
+
+def test_adam_is_torch_adam():
+    model = nn.Linear(3, 2)
+    opt = build_optimizer(model, OptimConfig(optimizer="adamw", lr=1e-3, weight_decay=0.01))
+    assert isinstance(opt, torch.optim.AdamW)
+    assert opt.param_groups[0]["weight_decay"] == 0.01
+
+
+def test_onecycle_rises_to_peak_then_falls_to_final():
+    cfg = OptimConfig(schedule="onecycle", warmup=0.25, final_lr_fraction=0.0)
+    f = lr_multiplier(cfg, steps_per_epoch=100, total_steps=400)
+    assert f(0) == pytest.approx(1 / 25)
+    assert f(100) == pytest.approx(1.0)
+    assert f(50) < f(99) < f(100)
+    assert f(399) == pytest.approx(1 / 300, abs=1e-9) and f(400) == 0.0
+
+
+def test_step_schedule_decays_by_gamma_each_step_size_epochs():
+    f = lr_multiplier(OptimConfig(schedule="step", step_size=2, gamma=0.5), steps_per_epoch=10, total_steps=100)
+    assert [f(s) for s in (0, 19, 20, 39, 40)] == [1.0, 1.0, 0.5, 0.5, 0.25]
+
+
+def test_cosine_schedule_ends_at_final_fraction():
+    f = lr_multiplier(OptimConfig(schedule="cosine", final_lr_fraction=0.1), steps_per_epoch=10, total_steps=101)
+    assert f(0) == 1.0 and f(100) == pytest.approx(0.1) and f(50) == pytest.approx(0.55)
+    assert all(f(s) >= f(s + 1) for s in range(100))
+    assert not math.isnan(f(200))
