@@ -7,9 +7,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
+from mnistlab.config import TrainConfig
 from mnistlab.data.idx import write_idx
 from mnistlab.data.registry import MNIST_FILES
+from mnistlab.recipes import recipe
 
 # ---- data: synthetic MNIST-format datasets -----------------------------------------------------------------
 
@@ -34,3 +37,27 @@ def write_synthetic_dataset(
 def synthetic_dataset() -> Callable[..., dict[str, np.ndarray]]:
     """``synthetic_dataset(dir, n_train=60, n_test=20, gz=True, seed=0)`` -> the arrays it wrote."""
     return write_synthetic_dataset
+
+
+# ---- training: small real-MNIST configs that keep end-to-end tests within a 2-core budget -----------------
+
+
+@pytest.fixture(autouse=True)
+def _restore_torch_threads():
+    """Some tests set torch's thread count; put it back so later tests see the default."""
+    before = torch.get_num_threads()
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture
+def tiny_config(tmp_path) -> TrainConfig:
+    """An MLP on 2,000 real MNIST images for one epoch: seconds, but exercises the whole pipeline."""
+    cfg = recipe("mlp")
+    cfg.model.hidden = (64,)
+    cfg.data.train_subset = 2000
+    cfg.data.val_size = 1000
+    cfg.epochs = 1
+    cfg.quiet = True
+    cfg.out = str(tmp_path / "run")
+    return cfg

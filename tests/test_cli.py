@@ -14,16 +14,28 @@ import pytest
 
 from mnistlab.data import write_idx
 
-MNIST_FILES = ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz",
-               "t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz")
+MNIST_FILES = (
+    "train-images-idx3-ubyte.gz",
+    "train-labels-idx1-ubyte.gz",
+    "t10k-images-idx3-ubyte.gz",
+    "t10k-labels-idx1-ubyte.gz",
+)
 
 
 def mnistlab(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "mnistlab", *args], capture_output=True, text=True, cwd=cwd,
-                          timeout=240, env={**os.environ, "COLUMNS": "200"})  # wide help, no wrapping
+    return subprocess.run(
+        [sys.executable, "-m", "mnistlab", *args],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        timeout=240,
+        env={**os.environ, "COLUMNS": "200"},
+    )  # wide help, no wrapping
 
 
-def small_dataset(folder: Path, n_train: int = 60, n_test: int = 20, n_train_labels: int | None = None) -> Path:
+def small_dataset(
+    folder: Path, n_train: int = 60, n_test: int = 20, n_train_labels: int | None = None
+) -> Path:
     rng = np.random.default_rng(0)
     folder.mkdir(parents=True, exist_ok=True)
     write_idx(folder / MNIST_FILES[0], rng.integers(0, 256, (n_train, 28, 28), dtype=np.uint8))
@@ -57,8 +69,11 @@ def _truncate(folder: Path) -> None:
 
 @pytest.mark.parametrize(
     ("case", "needle"),
-    [("magic", "train-images-idx3-ubyte.gz"), ("truncated", "t10k-images-idx3-ubyte.gz"),
-     ("count", "train-labels-idx1-ubyte.gz")],
+    [
+        ("magic", "train-images-idx3-ubyte.gz"),
+        ("truncated", "t10k-images-idx3-ubyte.gz"),
+        ("count", "train-labels-idx1-ubyte.gz"),
+    ],
 )
 def test_bad_idx_files_give_one_line_errors_and_no_run_folder(tmp_path, case, needle):
     data = small_dataset(tmp_path / "data", n_train_labels=59 if case == "count" else None)
@@ -97,8 +112,24 @@ def test_help_mentions_units():
 
 def test_train_then_evaluate_on_a_real_slice(tmp_path):
     out = tmp_path / "run"
-    result = mnistlab("train", "--model", "mlp", "--hidden", "64", "--epochs", "1", "--train-subset", "3000",
-                      "--val-size", "1000", "--out", str(out), "--threads", "1", cwd=tmp_path)
+    result = mnistlab(
+        "train",
+        "--model",
+        "mlp",
+        "--hidden",
+        "64",
+        "--epochs",
+        "1",
+        "--train-subset",
+        "3000",
+        "--val-size",
+        "1000",
+        "--out",
+        str(out),
+        "--threads",
+        "1",
+        cwd=tmp_path,
+    )
     assert result.returncode == 0, result.stderr
     assert "test accuracy" in result.stdout
     summary = json.loads((out / "summary.json").read_text())

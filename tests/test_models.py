@@ -48,5 +48,5 @@ def test_flops_count_matches_hand_count_for_lenet5():
 
 
 def test_unknown_model_name_is_a_config_error():
-    with pytest.raises(ConfigError, match="unknown model 'resnet'.*cnn"):
+    with pytest.raises(ConfigError, match=r"unknown model 'resnet'.*cnn"):
         build_model("resnet")

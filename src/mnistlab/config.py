@@ -51,10 +51,10 @@ class OptimConfig:
     nesterov: bool = True  # SGD only
     weight_decay: float = 5e-4  # L2, applied by the optimiser (decoupled for AdamW)
     schedule: ScheduleName = "onecycle"
-    warmup: float = 0.2  # onecycle: fraction of all steps spent rising to the peak lr
+    warmup: float = 0.25  # onecycle: fraction of all steps spent rising to the peak lr
     step_size: int = 1  # step schedule: epochs between decays
     gamma: float = 0.7  # step schedule: lr multiplier at each decay
-    final_lr_fraction: float = 0.0  # cosine/onecycle: end lr as a fraction of the peak
+    final_lr_fraction: float = 0.001  # cosine/onecycle: end lr as a fraction of the peak
     label_smoothing: float = 0.0
 
 
@@ -125,7 +125,9 @@ def _build(cls: type, raw: dict[str, Any]) -> Any:
         raise ConfigError(f"unknown {cls.__name__} keys: {', '.join(sorted(unknown))}")
     kwargs: dict[str, Any] = {}
     for name, value in raw.items():
-        default = known[name].default_factory if known[name].default_factory is not dataclasses.MISSING else None
+        default = (
+            known[name].default_factory if known[name].default_factory is not dataclasses.MISSING else None
+        )
         if default is not None and dataclasses.is_dataclass(default):
             kwargs[name] = _build(default, value)
         elif name == "hidden" and value is not None:

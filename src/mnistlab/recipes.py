@@ -2,7 +2,8 @@
 
 A recipe never looks at the test set: epochs and schedule are fixed, and the best epoch is chosen on the
 validation split. `mnistlab train --model NAME` starts from ``recipe(NAME)`` and applies the user's flags
-on top. The figures each recipe reaches are in BENCHMARKS.md, with the command that measured them.
+on top. Recipes were chosen on validation accuracy (seeded 5,000-image split); the test figures they reach
+are in BENCHMARKS.md, with the command that measured them.
 """
 
 from __future__ import annotations
@@ -11,51 +12,45 @@ from mnistlab.config import DataConfig, ModelConfig, OptimConfig, TrainConfig
 from mnistlab.errors import ConfigError
 
 
-def _cnn() -> TrainConfig:
-    return TrainConfig(
-        model=ModelConfig(name="cnn"),
-        optim=OptimConfig(optimizer="sgd", lr=0.1, momentum=0.9, nesterov=True, weight_decay=5e-4,
-                          schedule="onecycle", warmup=0.2, label_smoothing=0.0),
-        epochs=2,
-        batch_size=128,
+def _sgd(lr: float) -> OptimConfig:
+    """SGD with Nesterov momentum 0.9, L2 5e-4 and a one-cycle schedule (warm-up over the first 25 %)."""
+    return OptimConfig(
+        optimizer="sgd",
+        lr=lr,
+        momentum=0.9,
+        nesterov=True,
+        weight_decay=5e-4,
+        schedule="onecycle",
+        warmup=0.25,
     )
+
+
+def _cnn() -> TrainConfig:
+    # About 14 s per epoch on 2 cores; 3 epochs reach ~99.3 % test accuracy.
+    return TrainConfig(model=ModelConfig(name="cnn"), optim=_sgd(0.1), epochs=3, batch_size=128)
 
 
 def _mlp() -> TrainConfig:
+    # 784-512-256-10 with dropout 0.2; Adam converges faster than SGD here for the same wall time.
     return TrainConfig(
-        model=ModelConfig(name="mlp"),
-        optim=OptimConfig(optimizer="sgd", lr=0.05, momentum=0.9, nesterov=True, weight_decay=5e-4,
-                          schedule="onecycle", warmup=0.2),
-        epochs=10,
-        batch_size=128,
-    )
-
-
-def _lenet5() -> TrainConfig:
-    return TrainConfig(
-        model=ModelConfig(name="lenet5"),
-        optim=OptimConfig(optimizer="sgd", lr=0.05, momentum=0.9, nesterov=True, weight_decay=5e-4,
-                          schedule="onecycle", warmup=0.2),
+        model=ModelConfig(name="mlp", hidden=(512, 256), dropout=0.2),
+        optim=OptimConfig(optimizer="adam", lr=2e-3, weight_decay=0.0, schedule="onecycle", warmup=0.25),
         epochs=8,
         batch_size=128,
     )
 
 
+def _lenet5() -> TrainConfig:
+    return TrainConfig(model=ModelConfig(name="lenet5"), optim=_sgd(0.05), epochs=6, batch_size=64)
+
+
 def _lenet_wide() -> TrainConfig:
-    return TrainConfig(
-        model=ModelConfig(name="lenet-wide"),
-        optim=OptimConfig(optimizer="sgd", lr=0.05, momentum=0.9, nesterov=True, weight_decay=5e-4,
-                          schedule="onecycle", warmup=0.2),
-        epochs=6,
-        batch_size=128,
-    )
+    return TrainConfig(model=ModelConfig(name="lenet-wide"), optim=_sgd(0.05), epochs=3, batch_size=128)
 
 
 def _pytorch_example() -> TrainConfig:
     # The network of pytorch/examples; bench/ reproduces that example's own recipe (Adadelta, StepLR).
-    cfg = _lenet_wide()
-    cfg.model = ModelConfig(name="pytorch-example")
-    return cfg
+    return TrainConfig(model=ModelConfig(name="pytorch-example"), optim=_sgd(0.05), epochs=3, batch_size=128)
 
 
 _RECIPES = {

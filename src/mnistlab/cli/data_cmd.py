@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -23,7 +23,7 @@ data_app = typer.Typer(help="Find, check and download MNIST-format datasets.", n
 app.add_typer(data_app, name="data")
 
 DatasetArg = Annotated[str, typer.Argument(help="Dataset name: " + ", ".join(dataset_names()))]
-DataDirOpt = Annotated[Optional[Path], typer.Option(help="Folder with the four IDX files (.gz or plain).")]
+DataDirOpt = Annotated[Path | None, typer.Option(help="Folder with the four IDX files (.gz or plain).")]
 
 
 @data_app.command("info")
@@ -33,11 +33,15 @@ def info(dataset: DatasetArg = "mnist", data_dir: DataDirOpt = None) -> None:
     arrays = load_dataset(spec.name, data_dir, download=False, progress=False)
     typer.echo(f"{spec.name}: {spec.description}")
     typer.echo(f"  source      {arrays.source}")
-    for split, images, labels in (("train", arrays.train_images, arrays.train_labels),
-                                  ("test", arrays.test_images, arrays.test_labels)):
+    for split, images, labels in (
+        ("train", arrays.train_images, arrays.train_labels),
+        ("test", arrays.test_images, arrays.test_labels),
+    ):
         counts = [int((labels == c).sum()) for c in range(spec.num_classes)]
-        typer.echo(f"  {split:<5} images {tuple(images.shape)} uint8, pixel mean {images.mean():.2f} "
-                   f"std {images.std():.2f} (0-255)")
+        typer.echo(
+            f"  {split:<5} images {tuple(images.shape)} uint8, pixel mean {images.mean():.2f} "
+            f"std {images.std():.2f} (0-255)"
+        )
         typer.echo(f"        labels per class {counts}")
     typer.echo(f"  classes     {', '.join(spec.class_names)}")
     typer.echo(f"  license     {spec.license}")
@@ -58,7 +62,7 @@ def verify(dataset: DatasetArg = "mnist", data_dir: DataDirOpt = None) -> None:
 @data_app.command("download")
 def download(
     dataset: DatasetArg = "mnist",
-    dest: Annotated[Optional[Path], typer.Option(help="Destination folder (default: the user cache).")] = None,
+    dest: Annotated[Path | None, typer.Option(help="Destination folder (default: the user cache).")] = None,
     force: Annotated[bool, typer.Option(help="Download even if a local copy is found elsewhere.")] = False,
 ) -> None:
     """Download a dataset from its mirrors into the cache (checked against MD5s; atomic writes)."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from enum import Enum
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -72,37 +72,57 @@ def build_config(model: str, overrides: dict[str, dict[str, object]]) -> TrainCo
 
 @app.command("train")
 def train_command(
-    model: Annotated[str, typer.Option(help="Model name: cnn, mlp, lenet5, lenet-wide, pytorch-example.")] = "cnn",
+    model: Annotated[
+        str, typer.Option(help="Model name: cnn, mlp, lenet5, lenet-wide, pytorch-example.")
+    ] = "cnn",
     dataset: Annotated[str, typer.Option(help="Dataset name: mnist, fashion-mnist, kmnist.")] = "mnist",
-    data_dir: Annotated[Optional[Path], typer.Option(help="Folder with the four IDX files (.gz or plain).")] = None,
+    data_dir: Annotated[
+        Path | None, typer.Option(help="Folder with the four IDX files (.gz or plain).")
+    ] = None,
     download: Annotated[bool, typer.Option(help="Download the dataset when no local copy is found.")] = True,
-    epochs: Annotated[Optional[int], typer.Option(help=f"Maximum passes over the training split ({R}).")] = None,
-    batch_size: Annotated[Optional[int], typer.Option(help=f"Images per optimiser step, global ({R}).")] = None,
-    lr: Annotated[Optional[float], typer.Option(help=f"Peak learning rate ({R}).")] = None,
-    optimizer: Annotated[Optional[Optimizer], typer.Option(help=f"Optimiser ({R}).")] = None,
-    schedule: Annotated[Optional[Schedule], typer.Option(help=f"Learning-rate schedule, per step ({R}).")] = None,
-    momentum: Annotated[Optional[float], typer.Option(help=f"SGD momentum ({R}).")] = None,
-    nesterov: Annotated[Optional[bool], typer.Option(help=f"Nesterov momentum for SGD ({R}).")] = None,
-    weight_decay: Annotated[Optional[float], typer.Option(help=f"L2 weight decay ({R}).")] = None,
-    label_smoothing: Annotated[Optional[float], typer.Option(help="Label smoothing in [0, 1).")] = None,
-    hidden: Annotated[Optional[str], typer.Option(help="MLP hidden widths, comma-separated, e.g. 512,256.")] = None,
-    dropout: Annotated[Optional[float], typer.Option(help=f"Dropout probability ({R}).")] = None,
-    width: Annotated[Optional[float], typer.Option(help="Multiplier of conv channel counts (1.0 = default).")] = None,
-    val_size: Annotated[Optional[int], typer.Option(help="Images held out of the 60,000 for validation.")] = None,
-    train_subset: Annotated[Optional[int], typer.Option(help="Train on only this many images.")] = None,
-    normalize: Annotated[Optional[Normalize], typer.Option(help="Input transform fitted on the train split.")] = None,
-    norm_stats: Annotated[Optional[NormStats], typer.Option(help="One mean/std for all pixels, or per pixel.")] = None,
-    patience: Annotated[Optional[int], typer.Option(help="Early stopping: epochs without improvement.")] = None,
-    monitor: Annotated[Optional[Monitor], typer.Option(help="Validation metric for early stopping.")] = None,
+    epochs: Annotated[int | None, typer.Option(help=f"Maximum passes over the training split ({R}).")] = None,
+    batch_size: Annotated[int | None, typer.Option(help=f"Images per optimiser step, global ({R}).")] = None,
+    lr: Annotated[float | None, typer.Option(help=f"Peak learning rate ({R}).")] = None,
+    optimizer: Annotated[Optimizer | None, typer.Option(help=f"Optimiser ({R}).")] = None,
+    schedule: Annotated[
+        Schedule | None, typer.Option(help=f"Learning-rate schedule, per step ({R}).")
+    ] = None,
+    momentum: Annotated[float | None, typer.Option(help=f"SGD momentum ({R}).")] = None,
+    nesterov: Annotated[bool | None, typer.Option(help=f"Nesterov momentum for SGD ({R}).")] = None,
+    weight_decay: Annotated[float | None, typer.Option(help=f"L2 weight decay ({R}).")] = None,
+    label_smoothing: Annotated[float | None, typer.Option(help="Label smoothing in [0, 1).")] = None,
+    hidden: Annotated[
+        str | None, typer.Option(help="MLP hidden widths, comma-separated, e.g. 512,256.")
+    ] = None,
+    dropout: Annotated[float | None, typer.Option(help=f"Dropout probability ({R}).")] = None,
+    width: Annotated[
+        float | None, typer.Option(help="Multiplier of conv channel counts (1.0 = default).")
+    ] = None,
+    val_size: Annotated[
+        int | None, typer.Option(help="Images held out of the 60,000 for validation.")
+    ] = None,
+    train_subset: Annotated[int | None, typer.Option(help="Train on only this many images.")] = None,
+    normalize: Annotated[
+        Normalize | None, typer.Option(help="Input transform fitted on the train split.")
+    ] = None,
+    norm_stats: Annotated[
+        NormStats | None, typer.Option(help="One mean/std for all pixels, or per pixel.")
+    ] = None,
+    patience: Annotated[int | None, typer.Option(help="Early stopping: epochs without improvement.")] = None,
+    monitor: Annotated[Monitor | None, typer.Option(help="Validation metric for early stopping.")] = None,
     seed: Annotated[int, typer.Option(help="Random seed (init, split, data order).")] = 0,
-    device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N (auto picks CUDA if present).")] = "auto",
-    threads: Annotated[Optional[int], typer.Option(help="CPU threads for torch (default: torch's choice).")] = None,
-    channels_last: Annotated[Optional[bool], typer.Option(help="channels_last memory format.")] = None,
-    amp: Annotated[Optional[bool], typer.Option(help="bf16 autocast.")] = None,
-    compile: Annotated[Optional[bool], typer.Option("--compile/--no-compile", help="torch.compile.")] = None,
-    max_steps: Annotated[Optional[int], typer.Option(help="Stop each epoch after this many steps.")] = None,
-    out: Annotated[Optional[Path], typer.Option(help="Run folder (default: runs/<timestamp>-<model>).")] = None,
-    resume: Annotated[Optional[Path], typer.Option(help="Continue the interrupted run in this folder.")] = None,
+    device: Annotated[
+        str, typer.Option(help="auto, cpu, cuda or cuda:N (auto picks CUDA if present).")
+    ] = "auto",
+    threads: Annotated[
+        int | None, typer.Option(help="CPU threads for torch (default: torch's choice).")
+    ] = None,
+    channels_last: Annotated[bool | None, typer.Option(help="channels_last memory format.")] = None,
+    amp: Annotated[bool | None, typer.Option(help="bf16 autocast.")] = None,
+    compile: Annotated[bool | None, typer.Option("--compile/--no-compile", help="torch.compile.")] = None,
+    max_steps: Annotated[int | None, typer.Option(help="Stop each epoch after this many steps.")] = None,
+    out: Annotated[Path | None, typer.Option(help="Run folder (default: runs/<timestamp>-<model>).")] = None,
+    resume: Annotated[Path | None, typer.Option(help="Continue the interrupted run in this folder.")] = None,
     dry_run: Annotated[bool, typer.Option(help="Run a few batches, write nothing, and stop.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print only errors.")] = False,
 ) -> None:
@@ -113,16 +133,41 @@ def train_command(
     config = build_config(
         model,
         {
-            "data": {"dataset": dataset, "data_dir": str(data_dir) if data_dir else None, "download": download,
-                     "val_size": val_size, "train_subset": train_subset, "normalize": normalize,
-                     "norm_stats": norm_stats},
+            "data": {
+                "dataset": dataset,
+                "data_dir": str(data_dir) if data_dir else None,
+                "download": download,
+                "val_size": val_size,
+                "train_subset": train_subset,
+                "normalize": normalize,
+                "norm_stats": norm_stats,
+            },
             "model": {"hidden": parse_hidden(hidden), "dropout": dropout, "width": width},
-            "optim": {"optimizer": optimizer, "lr": lr, "schedule": schedule, "momentum": momentum,
-                      "nesterov": nesterov, "weight_decay": weight_decay, "label_smoothing": label_smoothing},
-            "run": {"epochs": epochs, "batch_size": batch_size, "patience": patience, "monitor": monitor,
-                    "seed": seed, "device": device, "threads": threads, "channels_last": channels_last,
-                    "amp": amp, "compile": compile, "max_steps": max_steps,
-                    "out": str(out) if out else None, "dry_run": dry_run, "quiet": quiet},
+            "optim": {
+                "optimizer": optimizer,
+                "lr": lr,
+                "schedule": schedule,
+                "momentum": momentum,
+                "nesterov": nesterov,
+                "weight_decay": weight_decay,
+                "label_smoothing": label_smoothing,
+            },
+            "run": {
+                "epochs": epochs,
+                "batch_size": batch_size,
+                "patience": patience,
+                "monitor": monitor,
+                "seed": seed,
+                "device": device,
+                "threads": threads,
+                "channels_last": channels_last,
+                "amp": amp,
+                "compile": compile,
+                "max_steps": max_steps,
+                "out": str(out) if out else None,
+                "dry_run": dry_run,
+                "quiet": quiet,
+            },
         },
     )
     train(config)
@@ -131,7 +176,7 @@ def train_command(
 @app.command("evaluate")
 def evaluate_command(
     run_dir: Annotated[Path, typer.Argument(help="A run folder written by `mnistlab train`.")],
-    data_dir: Annotated[Optional[Path], typer.Option(help="Folder with the dataset's IDX files.")] = None,
+    data_dir: Annotated[Path | None, typer.Option(help="Folder with the dataset's IDX files.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the full result as JSON.")] = False,
 ) -> None:
     """Score a trained run on the test set: loss, accuracy, confusion matrix, per-class F1."""
@@ -139,8 +184,10 @@ def evaluate_command(
     if as_json:
         typer.echo(json.dumps(result, indent=2))
         return
-    typer.echo(f"test accuracy {100 * result['accuracy']:.2f} %  loss {result['loss']:.4f}  "
-               f"({result['images']:,} images, macro F1 {result['macro_f1']:.4f})")
+    typer.echo(
+        f"test accuracy {100 * result['accuracy']:.2f} %  loss {result['loss']:.4f}  "
+        f"({result['images']:,} images, macro F1 {result['macro_f1']:.4f})"
+    )
     typer.echo("confusion matrix (rows = true label, columns = predicted):")
     typer.echo("      " + " ".join(f"{c:>5}" for c in range(10)))
     for label, row in enumerate(result["confusion_matrix"]):

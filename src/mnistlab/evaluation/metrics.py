@@ -24,8 +24,13 @@ def classification_report(predictions: torch.Tensor, labels: torch.Tensor, num_c
     return {
         "confusion_matrix": cm.long().tolist(),
         "per_class": [
-            {"class": c, "precision": precision[c].item(), "recall": recall[c].item(), "f1": f1[c].item(),
-             "support": int(actual[c].item())}
+            {
+                "class": c,
+                "precision": precision[c].item(),
+                "recall": recall[c].item(),
+                "f1": f1[c].item(),
+                "support": int(actual[c].item()),
+            }
             for c in range(num_classes)
         ],
         "macro_f1": f1.mean().item(),

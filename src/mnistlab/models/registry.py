@@ -25,7 +25,7 @@ def _scale(channels: Sequence[int], width: float) -> tuple[int, ...]:
 
 
 def _mlp(hidden: Sequence[int] | None, dropout: float | None, width: float) -> nn.Module:
-    return MLP(hidden=_scale(hidden or (1024, 1024), width), dropout=0.2 if dropout is None else dropout)
+    return MLP(hidden=_scale(hidden or (512, 256), width), dropout=0.2 if dropout is None else dropout)
 
 
 def _lenet5(hidden: Sequence[int] | None, dropout: float | None, width: float) -> nn.Module:
@@ -34,7 +34,7 @@ def _lenet5(hidden: Sequence[int] | None, dropout: float | None, width: float) -
 
 def _lenet_wide(hidden: Sequence[int] | None, dropout: float | None, width: float) -> nn.Module:
     # The lecture's variant: the same LeNet layout with many more filters per convolution layer.
-    return LeNet5(channels=_scale((32, 64), width), hidden=(256, 128), dropout=0.25 if dropout is None else dropout)
+    return LeNet5(channels=_scale((32, 64), width), dropout=dropout or 0.0)
 
 
 def _cnn(hidden: Sequence[int] | None, dropout: float | None, width: float) -> nn.Module:

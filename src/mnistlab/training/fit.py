@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import math
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -83,8 +84,21 @@ def default_run_dir(config: TrainConfig) -> Path:
     return Path("runs") / f"{stamp}-{config.model.name}"
 
 
-def fit(config: TrainConfig, *, resume: str | Path | None = None, reporter: Reporter | None = None) -> Run:
-    """Train according to ``config``; return the finished :class:`Run` (best weights restored)."""
+EpochCallback = Callable[[dict], None]
+
+
+def fit(
+    config: TrainConfig,
+    *,
+    resume: str | Path | None = None,
+    reporter: Reporter | None = None,
+    callbacks: Sequence[EpochCallback] = (),
+) -> Run:
+    """Train according to ``config``; return the finished :class:`Run` (best weights restored).
+
+    Each callback receives every epoch's metrics record (the dict written to metrics.jsonl) as it ends,
+    e.g. to write TensorBoard events or drive a live plot.
+    """
     config.validate()
     reporter = reporter or Reporter(quiet=config.quiet, progress=config.progress)
     if config.threads is not None:
@@ -106,7 +120,9 @@ def fit(config: TrainConfig, *, resume: str | Path | None = None, reporter: Repo
     scheduler = build_scheduler(optimizer, config.optim, steps_per_epoch, config.epochs)
     order = torch.Generator().manual_seed(config.seed + 1)  # data order, separate from init and dropout
     stopper = EarlyStopping(
-        mode="min" if config.monitor == "val_loss" else "max", patience=config.patience, min_delta=config.min_delta
+        mode="min" if config.monitor == "val_loss" else "max",
+        patience=config.patience,
+        min_delta=config.min_delta,
     )
 
     run_dir = None if config.dry_run else _open_run_dir(config, resume)
@@ -148,15 +164,20 @@ def fit(config: TrainConfig, *, resume: str | Path | None = None, reporter: Repo
         seconds = time.perf_counter() - t0
         train_seconds += seconds
         if not math.isfinite(train_stats["loss"]):
-            _fail(run_dir, TrainingDiverged(
-                f"training diverged in epoch {epoch}: the loss became {train_stats['loss']}; "
-                f"try a smaller learning rate (e.g. --lr {config.optim.lr / 10:g})"
-            ))
+            _fail(
+                run_dir,
+                TrainingDiverged(
+                    f"training diverged in epoch {epoch}: the loss became {train_stats['loss']}; "
+                    f"try a smaller learning rate (e.g. --lr {config.optim.lr / 10:g})"
+                ),
+            )
         record = _epoch_record(epoch, train_stats, seconds, optimizer, model, splits, config)
         history.append(record)
         monitored = record.get(config.monitor)
         is_best = stopper.update(monitored, epoch, model) if monitored is not None else False
         reporter.line(_epoch_line(record, last_epoch, is_best))
+        for callback in callbacks:
+            callback(record)
         if run_dir is not None:
             if is_best or monitored is None:
                 _save_model(run_dir / MODEL_FILE, model, splits.preprocessor, config)
@@ -193,8 +214,15 @@ def fit(config: TrainConfig, *, resume: str | Path | None = None, reporter: Repo
             _save_model(run_dir / MODEL_FILE, model, splits.preprocessor, config)
         atomic_write_text(run_dir / "summary.json", json.dumps(summary, indent=2))
         (run_dir / "last.safetensors").unlink(missing_ok=True)
-    return Run(path=run_dir, config=config, model=model, preprocessor=splits.preprocessor, summary=summary,
-               history=history, device=device)
+    return Run(
+        path=run_dir,
+        config=config,
+        model=model,
+        preprocessor=splits.preprocessor,
+        summary=summary,
+        history=history,
+        device=device,
+    )
 
 
 # ---- helpers -------------------------------------------------------------------------------------------
@@ -223,8 +251,13 @@ def _fail(run_dir: Path | None, error: Exception) -> None:
 
 
 def _epoch_record(
-    epoch: int, train_stats: dict, seconds: float, optimizer: torch.optim.Optimizer, model: nn.Module,
-    splits: Splits, config: TrainConfig,
+    epoch: int,
+    train_stats: dict,
+    seconds: float,
+    optimizer: torch.optim.Optimizer,
+    model: nn.Module,
+    splits: Splits,
+    config: TrainConfig,
 ) -> dict:
     record = {
         "epoch": epoch,
@@ -260,8 +293,13 @@ def _save_model(path: Path, model: nn.Module, pre: Preprocessor, config: TrainCo
 
 
 def _save_resume_state(
-    run_dir: Path, model: nn.Module, optimizer: torch.optim.Optimizer, scheduler, order: torch.Generator,
-    stopper: EarlyStopping, epoch: int,
+    run_dir: Path,
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scheduler,
+    order: torch.Generator,
+    stopper: EarlyStopping,
+    epoch: int,
 ) -> None:
     optim_tensors, optim_meta = optimizer_tensors(optimizer)
     tensors = (
@@ -279,7 +317,11 @@ def _save_resume_state(
 
 
 def _restore(
-    run_dir: Path, model: nn.Module, optimizer: torch.optim.Optimizer, scheduler, order: torch.Generator,
+    run_dir: Path,
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scheduler,
+    order: torch.Generator,
     stopper: EarlyStopping,
 ) -> tuple[int, list[dict]]:
     tensors, meta = load_tensors(run_dir / "last.safetensors")
@@ -289,7 +331,11 @@ def _restore(
     order.set_state(tensors["rng.order"])
     torch.set_rng_state(tensors["rng.torch"])
     es = json.loads(meta["early_stopping"])
-    stopper.best_value, stopper.best_epoch, stopper.bad_epochs = es["best_value"], es["best_epoch"], es["bad_epochs"]
+    stopper.best_value, stopper.best_epoch, stopper.bad_epochs = (
+        es["best_value"],
+        es["best_epoch"],
+        es["bad_epochs"],
+    )
     if (run_dir / MODEL_FILE).is_file():
         best, _ = load_tensors(run_dir / MODEL_FILE)
         stopper.best_state = split_prefix(best, "model.")

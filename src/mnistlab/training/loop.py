@@ -75,7 +75,9 @@ def train_one_epoch(
 
 
 @torch.no_grad()
-def predict_logits(model: nn.Module, images: torch.Tensor, batch_size: int = 2000, amp: bool = False) -> torch.Tensor:
+def predict_logits(
+    model: nn.Module, images: torch.Tensor, batch_size: int = 2000, amp: bool = False
+) -> torch.Tensor:
     """Logits (N, 10) for preprocessed images (N, 1, 28, 28), in eval mode, batched to bound memory."""
     model.eval()
     device = next(model.parameters()).device

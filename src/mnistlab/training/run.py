@@ -62,13 +62,21 @@ class Run:
         """Loss, accuracy, confusion matrix and per-class scores on the dataset's test split."""
         if split != "test":
             raise MnistlabError(f"evaluate supports split 'test' only, got {split!r}")
-        arrays = load_dataset(self.config.data.dataset, data_dir or self.config.data.data_dir,
-                              download=self.config.data.download, progress=False)
+        arrays = load_dataset(
+            self.config.data.dataset,
+            data_dir or self.config.data.data_dir,
+            download=self.config.data.download,
+            progress=False,
+        )
         images = self.preprocessor(torch.from_numpy(arrays.test_images).to(self.device))
         labels = torch.from_numpy(arrays.test_labels).long().to(self.device)
         result = evaluate(self.model, images, labels, self.config.eval_batch_size)
         report = classification_report(result["predictions"], labels.cpu(), num_classes=10)
-        return {"loss": result["loss"], "accuracy": result["accuracy"], "images": int(labels.shape[0])} | report
+        return {
+            "loss": result["loss"],
+            "accuracy": result["accuracy"],
+            "images": int(labels.shape[0]),
+        } | report
 
 
 def load_run(path: str | Path, device: str = "cpu") -> Run:
@@ -78,7 +86,11 @@ def load_run(path: str | Path, device: str = "cpu") -> Run:
         raise RunError(f"{path}: run folder does not exist")
     model_file = path if path.is_file() else path / MODEL_FILE
     if path.is_dir() and not (path / "summary.json").is_file():
-        hint = "; it may still be running, or resume it with --resume" if (path / "last.safetensors").exists() else ""
+        hint = (
+            "; it may still be running, or resume it with --resume"
+            if (path / "last.safetensors").exists()
+            else ""
+        )
         raise RunError(f"{path}: incomplete run (no summary.json){hint}")
     tensors, meta = load_tensors(model_file)
     try:
@@ -87,8 +99,9 @@ def load_run(path: str | Path, device: str = "cpu") -> Run:
     except (KeyError, json.JSONDecodeError, TypeError) as exc:
         raise RunError(f"{model_file}: not an mnistlab model file (bad metadata: {exc})") from None
     dev = resolve_device(device)
-    model = build_model(config.model.name, hidden=config.model.hidden, dropout=config.model.dropout,
-                        width=config.model.width)
+    model = build_model(
+        config.model.name, hidden=config.model.hidden, dropout=config.model.dropout, width=config.model.width
+    )
     try:
         model.load_state_dict(split_prefix(tensors, "model."))
     except RuntimeError as exc:
@@ -100,5 +113,12 @@ def load_run(path: str | Path, device: str = "cpu") -> Run:
         metrics = path / "metrics.jsonl"
         if metrics.is_file():
             history = [json.loads(x) for x in metrics.read_text(encoding="utf-8").splitlines() if x.strip()]
-    return Run(path=path if path.is_dir() else None, config=config, model=model, preprocessor=pre,
-               summary=summary, history=history, device=dev)
+    return Run(
+        path=path if path.is_dir() else None,
+        config=config,
+        model=model,
+        preprocessor=pre,
+        summary=summary,
+        history=history,
+        device=dev,
+    )
