@@ -325,4 +325,7 @@ def launch(nproc: int, args: list[str]) -> int:
         raise ConfigError(f"--nproc must be >= 1, got {nproc}")
     if env_ranks(os.environ)[1] > 1:
         raise ConfigError("--nproc launches torchrun itself; under torchrun, leave --nproc out")
-    return subprocess.run(launch_command(nproc, args), check=False).returncode
+    env = dict(os.environ)
+    # torchrun would set 1 thread per process (and print a banner saying so); share the cores out instead.
+    env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // nproc)))
+    return subprocess.run(launch_command(nproc, args), check=False, env=env).returncode

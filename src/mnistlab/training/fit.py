@@ -168,6 +168,7 @@ def _fit(
         f"mnistlab: {config.model.name} ({parameters:,} parameters) on {config.data.dataset}, "
         f"{len(splits.train):,} train / {len(splits.val) if splits.val else 0:,} val images, "
         f"device {device}, {env['threads']} threads"
+        + (f" x {ctx.world_size} processes ({ctx.backend})" if ctx.enabled else "")
         + (f", run folder {run_dir}" if run_dir else " (dry run: nothing is written)")
     )
 
