@@ -289,13 +289,20 @@ def _share_failure(failure: MnistlabError | None, ctx: DistContext) -> None:
     raise error_type(text)
 
 
+# Words in the errors of collectives whose peer died or stopped answering. DDP's all-reduce fails inside
+# autograd's backward, which re-raises a plain RuntimeError, so the exception type alone does not tell.
+_PEER_FAILURE_MARKERS = ("closed by peer", "reset by peer", "timed out", "timeout", "gloo", "nccl")
+
+
 @contextlib.contextmanager
 def clear_peer_failures(ctx: DistContext) -> Iterator[None]:
     """Turn a collective that failed because a peer died or timed out into a one-line RunError."""
     try:
         yield
-    except dist.DistError as exc:
-        if not ctx.enabled:
+    except RuntimeError as exc:
+        text = str(exc).lower()
+        peer = isinstance(exc, dist.DistError) or any(m in text for m in _PEER_FAILURE_MARKERS)
+        if not ctx.enabled or not peer:
             raise
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise RunError(
