@@ -99,7 +99,7 @@ def fit(
     """Train according to ``config``; return the finished :class:`Run` (best weights restored).
 
     Each callback receives every epoch's metrics record (the dict written to metrics.jsonl) as it ends,
-    e.g. to write TensorBoard events or drive a live plot.
+    e.g. to write TensorBoard events or drive a live plot (in a distributed run, on rank 0 only).
 
     Under torchrun (WORLD_SIZE > 1 in the environment) this is one rank of a data-parallel run: see
     :mod:`mnistlab.training.distributed`. Every rank returns the same Run; only rank 0 writes the folder.
@@ -207,7 +207,7 @@ def _fit(
         monitored = record.get(config.monitor)
         is_best = stopper.update(monitored, epoch, model) if monitored is not None else False
         reporter.line(_epoch_line(record, last_epoch, is_best))
-        for callback in callbacks:
+        for callback in callbacks if ctx.is_main else ():  # like the run folder: rank 0 only
             callback(record)
         rng_states = distributed.gather_rng_states(ctx) if not config.dry_run else {}
         if run_dir is not None:
