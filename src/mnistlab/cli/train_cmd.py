@@ -13,6 +13,7 @@ from mnistlab.api import load_run, recipe, train
 from mnistlab.cli.app import app
 from mnistlab.config import TrainConfig
 from mnistlab.errors import ConfigError
+from mnistlab.training import distributed
 
 R = "default: the model's recipe"  # help suffix for options whose default depends on --model
 
@@ -72,6 +73,7 @@ def build_config(model: str, overrides: dict[str, dict[str, object]]) -> TrainCo
 
 @app.command("train")
 def train_command(
+    ctx: typer.Context,
     model: Annotated[
         str, typer.Option(help="Model name: cnn, mlp, lenet5, lenet-wide, pytorch-example.")
     ] = "cnn",
@@ -125,8 +127,18 @@ def train_command(
     resume: Annotated[Path | None, typer.Option(help="Continue the interrupted run in this folder.")] = None,
     dry_run: Annotated[bool, typer.Option(help="Run a few batches, write nothing, and stop.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print only errors.")] = False,
+    nproc: Annotated[
+        int | None,
+        typer.Option(
+            help="Data-parallel: launch this many processes on this machine with torchrun "
+            "(one per GPU, or CPU processes); --batch-size stays the global batch."
+        ),
+    ] = None,
 ) -> None:
     """Train a model (default: the fast CNN on MNIST), then score the test set once."""
+    if nproc is not None:
+        _launch_torchrun(nproc, ctx, resume, model, batch_size)
+        return
     if resume is not None:
         train(resume=resume)
         return
@@ -171,6 +183,43 @@ def train_command(
         },
     )
     train(config)
+
+
+def _launch_torchrun(
+    nproc: int, ctx: typer.Context, resume: Path | None, model: str, batch_size: int | None
+) -> None:
+    """Re-run this very command line, minus --nproc, in ``nproc`` processes under torchrun."""
+    if nproc < 1:
+        raise ConfigError(f"--nproc must be >= 1, got {nproc}")
+    if resume is None:  # fail here, once, rather than in every process
+        global_batch = batch_size if batch_size is not None else recipe(model).batch_size
+        if global_batch % nproc:
+            raise ConfigError(
+                f"--batch-size {global_batch} is the global batch and must divide by --nproc {nproc}"
+            )
+    code = distributed.launch(nproc, ["train", *forwarded_options(ctx, skip=("nproc",))])
+    if code:
+        raise typer.Exit(code)
+
+
+def forwarded_options(ctx: typer.Context, skip: tuple[str, ...] = ()) -> list[str]:
+    """The options the user gave on the command line, rebuilt as arguments (for a relaunch)."""
+    args: list[str] = []
+    for param in ctx.command.params:
+        name = param.name or ""
+        source = ctx.get_parameter_source(name)
+        if name in skip or source is None or source.name != "COMMANDLINE":
+            continue
+        value = ctx.params[name]
+        if getattr(param, "is_flag", False) and isinstance(value, bool):
+            secondary = getattr(param, "secondary_opts", [])
+            if value or not secondary:
+                args.append(param.opts[0])
+            else:
+                args.append(secondary[0])
+        else:
+            args += [param.opts[0], str(value.value if isinstance(value, Enum) else value)]
+    return args
 
 
 @app.command("evaluate")

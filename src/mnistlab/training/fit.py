@@ -27,6 +27,7 @@ from mnistlab.config import TrainConfig
 from mnistlab.data import Preprocessor, TensorSplit, load_dataset, split_train_val
 from mnistlab.errors import ConfigError, RunError, TrainingDiverged
 from mnistlab.models import build_model, count_parameters
+from mnistlab.training import distributed
 from mnistlab.training.checkpoint import (
     atomic_save_tensors,
     atomic_write_text,
@@ -36,9 +37,10 @@ from mnistlab.training.checkpoint import (
     split_prefix,
     with_prefix,
 )
+from mnistlab.training.distributed import DistContext
 from mnistlab.training.early_stopping import EarlyStopping
-from mnistlab.training.environment import describe_environment, resolve_device
-from mnistlab.training.loop import evaluate, train_one_epoch
+from mnistlab.training.environment import describe_environment
+from mnistlab.training.loop import train_one_epoch
 from mnistlab.training.optim import build_optimizer, build_scheduler
 from mnistlab.training.progress import Reporter
 from mnistlab.training.run import MODEL_FILE, Run, model_metadata
@@ -97,25 +99,51 @@ def fit(
     """Train according to ``config``; return the finished :class:`Run` (best weights restored).
 
     Each callback receives every epoch's metrics record (the dict written to metrics.jsonl) as it ends,
-    e.g. to write TensorBoard events or drive a live plot.
+    e.g. to write TensorBoard events or drive a live plot (in a distributed run, on rank 0 only).
+
+    Under torchrun (WORLD_SIZE > 1 in the environment) this is one rank of a data-parallel run: see
+    :mod:`mnistlab.training.distributed`. Every rank returns the same Run; only rank 0 writes the folder.
     """
     config.validate()
+    ctx = distributed.setup(config.device)
+    try:
+        with distributed.clear_peer_failures(ctx):
+            return _fit(config, ctx, resume, reporter, callbacks)
+    finally:
+        distributed.teardown(ctx)
+
+
+def _fit(
+    config: TrainConfig,
+    ctx: DistContext,
+    resume: str | Path | None,
+    reporter: Reporter | None,
+    callbacks: Sequence[EpochCallback],
+) -> Run:
     reporter = reporter or Reporter(quiet=config.quiet, progress=config.progress)
+    if not ctx.is_main:
+        reporter = Reporter(quiet=True)  # ranks other than 0 print nothing
     if config.threads is not None:
         torch.set_num_threads(config.threads)
-    device = resolve_device(config.device)
-    torch.manual_seed(config.seed)  # model initialisation and dropout
+    device = ctx.device
+    per_step = distributed.local_batch_size(config.batch_size, ctx)  # images per step on this rank
+    torch.manual_seed(config.seed)  # model initialisation and dropout (the same init on every rank)
 
-    splits = prepare_data(config, device, progress=not config.quiet)
+    splits = distributed.main_first(
+        ctx, lambda: prepare_data(config, device, progress=not config.quiet and ctx.is_main)
+    )
     model = build_model(
         config.model.name, hidden=config.model.hidden, dropout=config.model.dropout, width=config.model.width
     ).to(device)
     if config.channels_last:
         model = model.to(memory_format=torch.channels_last)
-    step_model: nn.Module = torch.compile(model) if config.compile else model  # type: ignore[assignment]
+    if ctx.rank > 0:
+        torch.manual_seed(config.seed + 1_000_000 * ctx.rank)  # own dropout masks on each rank's own images
+    step_model = distributed.wrap_model(model, ctx)  # DDP all-reduces gradients; the model itself alone
+    if config.compile:
+        step_model = torch.compile(step_model)  # type: ignore[assignment]
 
-    per_step = config.batch_size
-    steps_per_epoch = math.ceil(len(splits.train) / per_step)
+    steps_per_epoch = splits.train.num_batches(per_step, shard=ctx.shard)  # = ceil(N / global batch)
     optimizer = build_optimizer(model, config.optim)
     scheduler = build_scheduler(optimizer, config.optim, steps_per_epoch, config.epochs)
     order = torch.Generator().manual_seed(config.seed + 1)  # data order, separate from init and dropout
@@ -125,21 +153,22 @@ def fit(
         min_delta=config.min_delta,
     )
 
-    run_dir = None if config.dry_run else _open_run_dir(config, resume)
+    run_dir = None if config.dry_run else distributed.on_main(ctx, lambda: _open_run_dir(config, resume))
     start_epoch = 1
     history: list[dict] = []
-    if resume is not None and run_dir is not None:
-        start_epoch, history = _restore(run_dir, model, optimizer, scheduler, order, stopper)
+    if resume is not None and not config.dry_run:  # every rank reads the same files
+        start_epoch, history = _restore(Path(resume), model, optimizer, scheduler, order, stopper, ctx.rank)
     elif run_dir is not None:
         atomic_write_text(run_dir / "config.json", config.to_json())
         (run_dir / "metrics.jsonl").write_text("")
 
-    env = describe_environment(device)
+    env = describe_environment(device) | {"world_size": ctx.world_size}
     parameters = count_parameters(model)
     reporter.line(
         f"mnistlab: {config.model.name} ({parameters:,} parameters) on {config.data.dataset}, "
         f"{len(splits.train):,} train / {len(splits.val) if splits.val else 0:,} val images, "
         f"device {device}, {env['threads']} threads"
+        + (f" x {ctx.world_size} processes ({ctx.backend})" if ctx.enabled else "")
         + (f", run folder {run_dir}" if run_dir else " (dry run: nothing is written)")
     )
 
@@ -147,7 +176,7 @@ def fit(
     max_steps = config.dry_run_batches if config.dry_run else config.max_steps
     last_epoch = config.epochs if not config.dry_run else 1
     for epoch in range(start_epoch, last_epoch + 1):
-        batches = splits.train.batches(per_step, shuffle=True, generator=order)
+        batches = splits.train.batches(per_step, shuffle=True, generator=order, shard=ctx.shard)
         total = min(steps_per_epoch, max_steps) if max_steps else steps_per_epoch
         t0 = time.perf_counter()
         with reporter.epoch_bar(f"epoch {epoch}/{last_epoch}", total) as on_step:
@@ -161,6 +190,8 @@ def fit(
                 max_steps=max_steps,
                 on_step=on_step,
             )
+        train_stats = distributed.reduce_train_stats(train_stats, ctx)  # global loss and accuracy
+        distributed.broadcast_buffers(model, ctx)  # every rank now holds rank 0's model
         seconds = time.perf_counter() - t0
         train_seconds += seconds
         if not math.isfinite(train_stats["loss"]):
@@ -171,20 +202,21 @@ def fit(
                     f"try a smaller learning rate (e.g. --lr {config.optim.lr / 10:g})"
                 ),
             )
-        record = _epoch_record(epoch, train_stats, seconds, optimizer, model, splits, config)
+        record = _epoch_record(epoch, train_stats, seconds, optimizer, model, splits, config, ctx)
         history.append(record)
         monitored = record.get(config.monitor)
         is_best = stopper.update(monitored, epoch, model) if monitored is not None else False
         reporter.line(_epoch_line(record, last_epoch, is_best))
-        for callback in callbacks:
+        for callback in callbacks if ctx.is_main else ():  # like the run folder: rank 0 only
             callback(record)
+        rng_states = distributed.gather_rng_states(ctx) if not config.dry_run else {}
         if run_dir is not None:
             if is_best or monitored is None:
                 _save_model(run_dir / MODEL_FILE, model, splits.preprocessor, config)
             with (run_dir / "metrics.jsonl").open("a", encoding="utf-8") as f:
                 f.write(json.dumps(record) + "\n")
-            _save_resume_state(run_dir, model, optimizer, scheduler, order, stopper, epoch)
-        if stopper.should_stop:
+            _save_resume_state(run_dir, model, optimizer, scheduler, order, stopper, epoch, rng_states)
+        if distributed.decided_by_main(stopper.should_stop, ctx):
             reporter.line(f"early stopping: no {config.monitor} improvement for {config.patience} epochs")
             break
 
@@ -203,7 +235,9 @@ def fit(
     }
     if not config.dry_run:
         # The test set is scored exactly once, after the best (validation-chosen) weights are restored.
-        test = evaluate(model, splits.test.images, splits.test.labels, config.eval_batch_size, config.amp)
+        test = distributed.evaluate(
+            model, splits.test.images, splits.test.labels, config.eval_batch_size, config.amp, ctx
+        )
         summary.update(test_accuracy=test["accuracy"], test_loss=test["loss"], test_images=len(splits.test))
         reporter.line(
             f"test accuracy {100 * test['accuracy']:.2f} % (loss {test['loss']:.4f}) on {len(splits.test):,} "
@@ -258,6 +292,7 @@ def _epoch_record(
     model: nn.Module,
     splits: Splits,
     config: TrainConfig,
+    ctx: DistContext,
 ) -> dict:
     record = {
         "epoch": epoch,
@@ -271,7 +306,7 @@ def _epoch_record(
         images, labels = splits.val.images, splits.val.labels
         if config.dry_run:  # a few batches only: the point is to exercise the code path
             images, labels = images[: config.eval_batch_size], labels[: config.eval_batch_size]
-        val = evaluate(model, images, labels, config.eval_batch_size, config.amp)
+        val = distributed.evaluate(model, images, labels, config.eval_batch_size, config.amp, ctx)
         record.update(val_loss=val["loss"], val_accuracy=val["accuracy"])
     return record
 
@@ -300,12 +335,15 @@ def _save_resume_state(
     order: torch.Generator,
     stopper: EarlyStopping,
     epoch: int,
+    rng_states: dict[str, torch.Tensor],
 ) -> None:
+    """``rng_states``: the other ranks' dropout RNG states in a distributed run ({} alone)."""
     optim_tensors, optim_meta = optimizer_tensors(optimizer)
     tensors = (
         with_prefix(model.state_dict(), "model.")
         | optim_tensors
         | {"rng.order": order.get_state(), "rng.torch": torch.get_rng_state()}
+        | rng_states
     )
     meta = {
         "epoch": epoch,
@@ -323,13 +361,15 @@ def _restore(
     scheduler,
     order: torch.Generator,
     stopper: EarlyStopping,
+    rank: int = 0,
 ) -> tuple[int, list[dict]]:
     tensors, meta = load_tensors(run_dir / "last.safetensors")
     model.load_state_dict(split_prefix(tensors, "model."))
     restore_optimizer(optimizer, tensors, json.loads(meta["optimizer"]))
     scheduler.load_state_dict(json.loads(meta["scheduler"]))
-    order.set_state(tensors["rng.order"])
-    torch.set_rng_state(tensors["rng.torch"])
+    order.set_state(tensors["rng.order"])  # the global data order: the same on every rank
+    # Each rank's own dropout stream; a run resumed with more ranks than it was saved with reuses rank 0's.
+    torch.set_rng_state(tensors.get(f"rng.torch.rank{rank}", tensors["rng.torch"]))
     es = json.loads(meta["early_stopping"])
     stopper.best_value, stopper.best_epoch, stopper.bad_epochs = (
         es["best_value"],
