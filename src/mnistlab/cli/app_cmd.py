@@ -32,7 +32,8 @@ def predict_command(
     ] = False,
 ) -> None:
     """Predict the digit in each image. A bad file gets its own error; the exit code is 1 if any failed."""
-    from mnistlab.app.predict import predict_files, save_input as write_input
+    from mnistlab.app.predict import predict_files
+    from mnistlab.app.predict import save_input as write_input
 
     run = load_run(run_dir)
     results = predict_files(run, images, raw=raw)
@@ -55,7 +56,9 @@ def predict_command(
 @app.command("serve")
 def serve_command(
     run_dir: Annotated[Path, typer.Argument(help="A run folder written by `mnistlab train`.")],
-    host: Annotated[str, typer.Option(help="Interface to bind; the default is this machine only.")] = "127.0.0.1",
+    host: Annotated[
+        str, typer.Option(help="Interface to bind; the default is this machine only.")
+    ] = "127.0.0.1",
     port: Annotated[int, typer.Option(min=1, max=65535, help="TCP port.")] = 8000,
 ) -> None:
     """Serve the draw-a-digit page and the JSON API (POST /api/predict, GET /api/model, GET /healthz)."""
@@ -71,10 +74,16 @@ def serve_command(
 @app.command("export")
 def export_command(
     run_dir: Annotated[Path, typer.Argument(help="A run folder written by `mnistlab train`.")],
-    format: Annotated[ExportFormat, typer.Option("--format", help="onnx or torchscript.")] = ExportFormat.onnx,
+    format: Annotated[
+        ExportFormat, typer.Option("--format", help="onnx or torchscript.")
+    ] = ExportFormat.onnx,
     out: Annotated[
         Path | None, typer.Option(help="Output file (default: RUN_DIR/model.onnx or model.torchscript.pt).")
     ] = None,
+    dynamo: Annotated[
+        bool,
+        typer.Option(help="Use torch's dynamo ONNX exporter (slower) instead of the TorchScript-based one."),
+    ] = False,
 ) -> None:
     """Export the model with its preprocessing; input float32 (N, 28, 28) pixels 0-255, output logits (N, 10).
 
@@ -86,7 +95,7 @@ def export_command(
     run = load_run(run_dir)
     fmt = format.value
     target = out or Path(run_dir) / ("model.onnx" if fmt == "onnx" else "model.torchscript.pt")
-    report = export_run(run, fmt, target)
+    report = export_run(run, fmt, target, exporter="dynamo" if dynamo else "legacy")
     typer.echo(
         f"wrote {report.path} ({fmt}); checked on {report.images} test images: "
         f"max |Δlogit| {report.max_abs_logit_diff:.2e} (limit 1e-04), "
