@@ -4,10 +4,7 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import struct
-import subprocess
-import sys
 import zlib
 from pathlib import Path
 
@@ -17,6 +14,7 @@ from PIL import Image, ImageDraw
 
 from mnistlab.app.imageprep import ImageError, load_grey, mnist_style, prepare, prepare_pixels
 from mnistlab.app.predict import predict_files
+from mnistlab.cli.app import main
 from mnistlab.data import load_dataset
 
 
@@ -166,25 +164,25 @@ def test_predict_files_keeps_going_past_bad_files(app_run, tmp_path):
     assert abs(sum(good.probabilities) - 1) < 1e-6 and good.input_28x28.shape == (28, 28)
 
 
-def test_cli_predict_reports_per_file_and_fails_at_the_end(app_run, tmp_path):
+def test_cli_predict_reports_per_file_and_fails_at_the_end(app_run, tmp_path, capsys):
     write_bad_corpus(tmp_path / "bad")
     arrays = load_dataset("mnist", progress=False)
     big = Image.fromarray(255 - arrays.test_images[0]).resize((112, 112))  # dark on light, 4x larger
     big.save(tmp_path / "seven.png")
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[1] / "src")}
     files = [str(tmp_path / "seven.png"), str(tmp_path / "bad" / "text.png"), str(tmp_path / "missing.png")]
-    args = [sys.executable, "-m", "mnistlab", "predict", str(app_run.path), *files]
-    out = subprocess.run(
-        [*args, "--json", "--save-input", str(tmp_path / "seen")],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=120,
-    )
-    assert out.returncode == 1, out.stderr
-    lines = [json.loads(x) for x in out.stdout.splitlines()]
+    args = ["predict", str(app_run.path), *files, "--json", "--save-input", str(tmp_path / "seen")]
+    with pytest.raises(SystemExit) as exit_info:
+        main(args)  # in-process: the same entry point as the `mnistlab` script, without a new interpreter
+    out = capsys.readouterr()
+    assert exit_info.value.code == 1, out.err
+    lines = [json.loads(x) for x in out.out.splitlines()]
     assert [("error" in x) for x in lines] == [False, True, True]
     assert len(lines[0]["top_k"]) == 3 and abs(sum(lines[0]["probabilities"]) - 1) < 1e-6
     saved = list((tmp_path / "seen").glob("*.png"))
     assert len(saved) == 1 and Image.open(saved[0]).size == (28, 28)
-    assert "2 of 3 files failed" in out.stderr and "Traceback" not in out.stderr
+    assert "2 of 3 files failed" in out.err and "Traceback" not in out.err
+    with pytest.raises(SystemExit) as exit_info:
+        main(["predict", str(app_run.path), str(tmp_path / "seven.png"), "--top-k", "2"])
+    assert exit_info.value.code == 0
+    line = capsys.readouterr().out.strip()
+    assert line.startswith(f"{tmp_path / 'seven.png'}: ") and line.count("%") == 2

@@ -76,6 +76,8 @@ def test_predict_json_pixels(client, app_run, digits):
         ({"json": {"pixels": [[1, 2, 3]]}}, 422, "28x28"),
         ({"json": {"picture": 1}}, 422, "pixels"),
         ({"content": b"{not json", "headers": {"content-type": "application/json"}}, 422, "JSON"),
+        ({"content": b"[" * 1_000_000, "headers": {"content-type": "application/json"}}, 422, "JSON"),
+        ({"json": {"pixels": [[[[0]]]] * 28}}, 422, "28x28"),
         ({"files": {"file": ("x.png", b"not an image at all", "image/png")}}, 422, "not an image"),
         ({"files": {"other": ("x.png", b"abc", "image/png")}}, 422, "no file"),
         ({"content": b"abc", "headers": {"content-type": "text/plain"}}, 415, "multipart"),

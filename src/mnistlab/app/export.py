@@ -178,12 +178,16 @@ def _run_onnx(path: Path, pixels: np.ndarray) -> np.ndarray:
 
 
 def _write_torchscript(module: nn.Module, example: torch.Tensor, path: Path) -> None:
-    with torch.inference_mode(False), torch.no_grad():
+    # torch marks TorchScript deprecated (in favour of torch.export); it still works and loads in C++.
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
         traced = torch.jit.trace(module, example)
-    torch.jit.save(traced, str(path))
+        torch.jit.save(traced, str(path))
 
 
 def _run_torchscript(path: Path, pixels: torch.Tensor) -> np.ndarray:
-    loaded = torch.jit.load(str(path), map_location="cpu")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        loaded = torch.jit.load(str(path), map_location="cpu")
     with torch.no_grad():
         return loaded(pixels).double().numpy()

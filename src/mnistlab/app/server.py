@@ -139,7 +139,7 @@ def create_app(run: Run, max_body: int = MAX_BODY) -> FastAPI:
 async def _digit_from_json(request: Request) -> np.ndarray:
     try:
         payload = json.loads(await request.body())
-    except (json.JSONDecodeError, UnicodeDecodeError):
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError):  # RecursionError: "[[[[..." nesting
         raise ImageError("request: body is not valid JSON") from None
     if not isinstance(payload, dict) or "pixels" not in payload:
         raise ImageError('request: expected a JSON object {"pixels": 28x28 array, "normalize": true}')
