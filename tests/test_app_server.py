@@ -89,6 +89,14 @@ def test_bad_requests_get_clear_errors(client, kwargs, status, words):
     assert words in response.json()["detail"]
 
 
+def test_upload_pixel_limit_is_lower_than_pillows(client):
+    # 5000x5000 of one grey level: a ~25 KB PNG that would decode to 25 M pixels.
+    huge = png(np.full((5000, 5000), 255, dtype=np.uint8))
+    assert len(huge) < MAX_BODY
+    response = client.post("/api/predict", files={"file": ("huge.png", huge, "image/png")})
+    assert response.status_code == 422 and "too large" in response.json()["detail"]
+
+
 def test_body_limit_declared_and_streamed(client):
     big = b"\0" * (MAX_BODY + 1)
     declared = client.post("/api/predict", files={"file": ("big.png", big, "image/png")})

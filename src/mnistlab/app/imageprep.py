@@ -42,12 +42,19 @@ class ImageError(MnistlabError):
 # ---- loading ------------------------------------------------------------------------------------------------
 
 
-def load_grey(source: str | Path | bytes, name: str | None = None) -> np.ndarray:
+def load_grey(
+    source: str | Path | bytes, name: str | None = None, max_pixels: int | None = None
+) -> np.ndarray:
     """Decode an image file (path or bytes) to float32 (H, W) grey levels 0-255, alpha composited on white.
 
     Animated images give their first frame. 16-bit greys are scaled to 0-255. Images larger than
     WORK_SIDE on their longest side are reduced with a box filter first (the digit's shape survives).
+    ``max_pixels`` (default: Pillow's ``Image.MAX_IMAGE_PIXELS``, about 89 M) may only lower the limit; the
+    web app uses a lower one, since a 2 MB PNG of one colour can still decode to tens of millions of pixels.
     """
+    limit = Image.MAX_IMAGE_PIXELS if max_pixels is None else max_pixels
+    if Image.MAX_IMAGE_PIXELS is not None:
+        limit = min(limit, Image.MAX_IMAGE_PIXELS)
     label = name or (str(source) if not isinstance(source, bytes) else "<upload>")
     if isinstance(source, bytes):
         if not source:
@@ -59,17 +66,20 @@ def load_grey(source: str | Path | bytes, name: str | None = None) -> np.ndarray
             raise ImageError(f"{label}: no such file")
     try:
         with warnings.catch_warnings():
-            # Only inside this block: Pillow warns between 1x and 2x MAX_IMAGE_PIXELS; we refuse both.
+            # Only inside this block: Pillow warns between 1x and 2x MAX_IMAGE_PIXELS; we refuse both. (The
+            # warnings filter is process-wide; _check_size refuses such images even if another thread's
+            # catch_warnings were to restore the filter meanwhile.)
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             with Image.open(stream, formats=FORMATS) as img:
-                _check_size(img, label)
+                _check_size(img, label, limit)
                 img.seek(0)  # first frame of an animated GIF/WebP/PNG
+                if img.format == "JPEG":
+                    img.draft("L", (WORK_SIDE, WORK_SIDE))  # decode at 1/2..1/8 scale when that is enough
                 img.load()
                 grey = _to_grey(img)
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
         raise ImageError(
-            f"{label}: image too large (more than {Image.MAX_IMAGE_PIXELS:,} pixels; refused as a "
-            "possible decompression bomb)"
+            f"{label}: image too large (more than {limit:,} pixels; refused as a possible decompression bomb)"
         ) from None
     except UnidentifiedImageError:
         raise ImageError(f"{label}: not an image (or not PNG, JPEG, BMP, GIF or WebP)") from None
@@ -78,11 +88,11 @@ def load_grey(source: str | Path | bytes, name: str | None = None) -> np.ndarray
     return grey
 
 
-def _check_size(img: Image.Image, label: str) -> None:
+def _check_size(img: Image.Image, label: str, limit: int | None) -> None:
     width, height = img.size
     if width < 1 or height < 1:
         raise ImageError(f"{label}: image has no pixels ({width}x{height})")
-    if Image.MAX_IMAGE_PIXELS is not None and width * height > Image.MAX_IMAGE_PIXELS:
+    if limit is not None and width * height > limit:
         raise Image.DecompressionBombError(f"{width}x{height}")
 
 
@@ -201,10 +211,12 @@ def plain_resize(grey: np.ndarray, label: str = "image") -> np.ndarray:
     return np.asarray(img.resize((FIELD, FIELD), Image.Resampling.LANCZOS), dtype=np.uint8)
 
 
-def prepare(source: str | Path | bytes, name: str | None = None, raw: bool = False) -> np.ndarray:
+def prepare(
+    source: str | Path | bytes, name: str | None = None, raw: bool = False, max_pixels: int | None = None
+) -> np.ndarray:
     """Load and normalise one image file (path or bytes): uint8 (28, 28), white ink on black."""
     label = name or (str(source) if not isinstance(source, bytes) else "<upload>")
-    grey = load_grey(source, label)
+    grey = load_grey(source, label, max_pixels)
     return plain_resize(grey, label) if raw else mnist_style(grey, label)
 
 

@@ -24,6 +24,7 @@ from mnistlab.models import count_parameters
 from mnistlab.training.run import Run
 
 MAX_BODY = 2 * 1024 * 1024  # bytes per request body
+MAX_UPLOAD_PIXELS = 4096 * 4096  # an upload may decode to at most this many pixels (64 MB as RGBA)
 CSP = "default-src 'self'; img-src 'self' data: blob:; object-src 'none'; frame-ancestors 'none'"
 
 
@@ -160,7 +161,7 @@ async def _digit_from_upload(request: Request) -> np.ndarray:
     data = await upload.read()
     await form.close()
     # The client's filename is never used: the bytes are decoded in memory under a fixed label.
-    return await run_in_threadpool(prepare, data, "upload", False)
+    return await run_in_threadpool(prepare, data, "upload", False, MAX_UPLOAD_PIXELS)
 
 
 def _error(status: int, message: str) -> JSONResponse:
