@@ -71,7 +71,8 @@ def test_drawing_a_seven_gives_a_prediction(server_url):
             errors: list[str] = []
             page.on("pageerror", lambda exc: errors.append(str(exc)))
             page.goto(server_url)
-            page.wait_for_function("document.getElementById('model-info').textContent.includes('parameters')")
+            # Selector waits, not wait_for_function: the page's CSP (no 'unsafe-eval') stays in force.
+            page.locator("#model-info", has_text="parameters").wait_for()
             box = page.locator("#pad").bounding_box()
             x0, y0, w, h = box["x"], box["y"], box["width"], box["height"]
             # A "7": a top bar left to right, then a stroke down and to the left, in canvas fractions.
@@ -81,7 +82,7 @@ def test_drawing_a_seven_gives_a_prediction(server_url):
             for fx, fy in stroke[1:]:
                 page.mouse.move(x0 + fx * w, y0 + fy * h, steps=12)
             page.mouse.up()
-            page.wait_for_function("document.getElementById('label').dataset.label !== ''", timeout=15_000)
+            page.wait_for_selector("#label:not([data-label=''])", timeout=15_000)
             page.wait_for_load_state("networkidle")
             label = int(page.locator("#label").inner_text())
             probs = page.eval_on_selector_all("#bars li", "els => els.map(e => parseFloat(e.dataset.p))")
