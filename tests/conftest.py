@@ -61,3 +61,22 @@ def tiny_config(tmp_path) -> TrainConfig:
     cfg.quiet = True
     cfg.out = str(tmp_path / "run")
     return cfg
+
+
+# ---- app: one small trained run shared by the app tests (predict, serve, export) -----------------------------
+
+
+@pytest.fixture(scope="session")
+def app_run(tmp_path_factory):
+    """An MLP (64 hidden) trained 1 epoch on 2,000 real MNIST images: a few seconds, ~85-90 % accurate."""
+    from mnistlab.api import load_run, train
+
+    cfg = recipe("mlp")
+    cfg.model.hidden = (64,)
+    cfg.data.train_subset = 2000
+    cfg.data.val_size = 1000
+    cfg.epochs = 1
+    cfg.quiet = True
+    cfg.out = str(tmp_path_factory.mktemp("app") / "run")
+    train(cfg)
+    return load_run(cfg.out)

@@ -1,0 +1,239 @@
+"""Turn a user's image (a photo, a scan, a canvas drawing) into the 28x28 digit an MNIST model expects.
+
+MNIST digits are white ink on a black background, size-normalised (with anti-aliasing) to fit a 20x20 box
+and pasted into a 28x28 field so that their centre of mass sits at the middle: (14.0, 14.0) in 0-based
+(row, column) pixel coordinates, the mean measured over the MNIST test set. A model trained on that layout
+fails on a black-on-white digit that fills a big canvas off-centre; :func:`mnist_style` prepares images the
+same way.
+
+Pixel units throughout: grey levels 0-255 (0 = black). All functions return uint8 (28, 28) arrays; the run's
+own preprocessing (standardisation etc.) is applied later by ``Run.predict``.
+
+Every input is treated as hostile: Pillow's decompression-bomb limit (``Image.MAX_IMAGE_PIXELS``) is
+enforced as a hard error (its warning too, without touching the global filter settings), and every failure
+becomes an :class:`ImageError` naming the file and the problem.
+"""
+
+from __future__ import annotations
+
+import io
+import warnings
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageFilter, UnidentifiedImageError
+
+from mnistlab.errors import MnistlabError
+
+FIELD = 28  # output side, pixels
+BOX = 20  # the digit's longest side after scaling, pixels (as in MNIST)
+CENTRE = 14.0  # target centre of mass (row, col), 0-based pixel coordinates
+WORK_SIDE = 1024  # larger images are first reduced (BOX filter) so the float work stays small: ~4 MB
+MIN_CONTRAST = 40.0  # ink must be at least this many grey levels above the background, else "no ink found"
+SPECK_FILTER_MIN_SIDE = 100  # images at least this big get specks removed from the ink mask
+NOISE_SIGMAS = 6.0  # ... and this many robust standard deviations of the background's texture above it
+FORMATS = ("PNG", "JPEG", "BMP", "GIF", "WEBP")
+
+
+class ImageError(MnistlabError):
+    """An input image cannot be used: not an image, unsupported, too large, blank or missing."""
+
+
+# ---- loading ------------------------------------------------------------------------------------------------
+
+
+def load_grey(
+    source: str | Path | bytes, name: str | None = None, max_pixels: int | None = None
+) -> np.ndarray:
+    """Decode an image file (path or bytes) to float32 (H, W) grey levels 0-255, alpha composited on white.
+
+    Animated images give their first frame. 16-bit greys are scaled to 0-255. Images larger than
+    WORK_SIDE on their longest side are reduced with a box filter first (the digit's shape survives).
+    ``max_pixels`` (default: Pillow's ``Image.MAX_IMAGE_PIXELS``, about 89 M) may only lower the limit; the
+    web app uses a lower one, since a 2 MB PNG of one colour can still decode to tens of millions of pixels.
+    """
+    limit = Image.MAX_IMAGE_PIXELS if max_pixels is None else max_pixels
+    if Image.MAX_IMAGE_PIXELS is not None:
+        limit = min(limit, Image.MAX_IMAGE_PIXELS)
+    label = name or (str(source) if not isinstance(source, bytes) else "<upload>")
+    if isinstance(source, bytes):
+        if not source:
+            raise ImageError(f"{label}: empty file, not an image")
+        stream: io.BytesIO | Path = io.BytesIO(source)
+    else:
+        stream = Path(source)
+        if not stream.is_file():
+            raise ImageError(f"{label}: no such file")
+    try:
+        with warnings.catch_warnings():
+            # Only inside this block: Pillow warns between 1x and 2x MAX_IMAGE_PIXELS; we refuse both. (The
+            # warnings filter is process-wide; _check_size refuses such images even if another thread's
+            # catch_warnings were to restore the filter meanwhile.)
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(stream, formats=FORMATS) as img:
+                _check_size(img, label, limit)
+                img.seek(0)  # first frame of an animated GIF/WebP/PNG
+                if img.format == "JPEG":
+                    img.draft("L", (WORK_SIDE, WORK_SIDE))  # decode at 1/2..1/8 scale when that is enough
+                img.load()
+                grey = _to_grey(img)
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise ImageError(
+            f"{label}: image too large (more than {limit:,} pixels; refused as a possible decompression bomb)"
+        ) from None
+    except UnidentifiedImageError:
+        raise ImageError(f"{label}: not an image (or not PNG, JPEG, BMP, GIF or WebP)") from None
+    except (OSError, SyntaxError, ValueError, EOFError) as exc:  # truncated or corrupt data
+        raise ImageError(f"{label}: cannot decode image: {exc}") from None
+    return grey
+
+
+def _check_size(img: Image.Image, label: str, limit: int | None) -> None:
+    width, height = img.size
+    if width < 1 or height < 1:
+        raise ImageError(f"{label}: image has no pixels ({width}x{height})")
+    if limit is not None and width * height > limit:
+        raise Image.DecompressionBombError(f"{width}x{height}")
+
+
+def _to_grey(img: Image.Image) -> np.ndarray:
+    """float32 (H, W) 0-255 from any Pillow mode; transparent pixels become white paper."""
+    if img.mode.startswith("I;16") or img.mode in ("I", "F"):
+        arr = np.asarray(img, dtype=np.float32)
+        if img.mode.startswith("I;16") or arr.max(initial=0) > 255:
+            arr = arr * (255.0 / 65535.0)  # 16-bit grey -> 8-bit units
+        grey = Image.fromarray(np.clip(arr, 0, 255).astype(np.uint8), mode="L")
+    elif img.mode in ("RGBA", "LA", "PA", "La", "RGBa") or "transparency" in img.info:
+        rgba = img.convert("RGBA")
+        paper = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        grey = Image.alpha_composite(paper, rgba).convert("L")
+    else:
+        grey = img.convert("L")
+    if max(grey.size) > WORK_SIDE:
+        factor = max(grey.size) / WORK_SIDE
+        size = (max(1, round(grey.width / factor)), max(1, round(grey.height / factor)))
+        grey = grey.resize(size, Image.Resampling.BOX)
+    return np.asarray(grey, dtype=np.float32)
+
+
+# ---- normalisation -------------------------------------------------------------------------------------------
+
+
+def ink_on_black(grey: np.ndarray) -> np.ndarray:
+    """Invert when the background is light, so ink is bright on dark, as in MNIST. float32 (H, W)."""
+    border = np.concatenate([grey[0], grey[-1], grey[:, 0], grey[:, -1]])
+    # The border is almost all background even when a stroke touches it; the median ignores the stroke.
+    return 255.0 - grey if np.median(border) > 127.5 else grey
+
+
+def otsu_threshold(values: np.ndarray) -> float:
+    """Otsu's threshold (maximises between-class variance) of grey levels 0-255."""
+    hist = np.bincount(np.clip(values, 0, 255).astype(np.int64).ravel(), minlength=256).astype(np.float64)
+    levels = np.arange(256, dtype=np.float64)
+    w0 = np.cumsum(hist)
+    w1 = w0[-1] - w0
+    m0 = np.cumsum(hist * levels)
+    mean0 = np.divide(m0, w0, out=np.zeros_like(m0), where=w0 > 0)
+    mean1 = np.divide(m0[-1] - m0, w1, out=np.zeros_like(m0), where=w1 > 0)
+    between = w0 * w1 * (mean0 - mean1) ** 2
+    return float(np.argmax(between)) + 0.5
+
+
+def isolate_ink(grey: np.ndarray, label: str = "image") -> tuple[np.ndarray, np.ndarray]:
+    """Remove the background and its texture: (ink 0-255 float32 (H, W), ink mask bool (H, W)).
+
+    Otsu's threshold splits the (ink-bright) image into background and ink classes; the background level
+    and its texture (robust std, from the median absolute deviation) come from the background class only,
+    so they hold whether the ink covers 2 % or 60 % of the image. There is ink only when the two classes
+    are MIN_CONTRAST grey levels apart and NOISE_SIGMAS texture std apart: Otsu also splits plain noisy
+    paper in two, but then the classes are only ~1.6 std apart. The mask (for the bounding box) is the ink
+    class; the ink is then stretched so its typical level becomes 255, like MNIST's saturated strokes.
+    """
+    x = ink_on_black(grey)
+    threshold = otsu_threshold(x)
+    paper, ink_pixels = x[x <= threshold], x[x > threshold]
+    if ink_pixels.size == 0 or paper.size == 0:
+        raise ImageError(f"{label}: no ink found (blank image: one grey level)")
+    background = float(np.median(paper))
+    sigma = 1.4826 * float(np.median(np.abs(paper - background)))  # robust std of the paper's texture
+    floor = max(MIN_CONTRAST, NOISE_SIGMAS * sigma)
+    contrast = float(np.median(ink_pixels)) - background
+    if contrast < floor:
+        raise ImageError(
+            f"{label}: no ink found (blank image: ink/background contrast {contrast:.0f} < {floor:.0f} grey levels)"
+        )
+    x = np.clip(x - background, 0.0, None)
+    mask = x > threshold - background
+    if min(mask.shape) >= SPECK_FILTER_MIN_SIDE:
+        # Isolated texture specks would stretch the bounding box; a 3x3 median removes them (strokes in an
+        # image this large are several pixels wide and survive it).
+        filtered = Image.fromarray(mask.astype(np.uint8) * 255, mode="L").filter(ImageFilter.MedianFilter(3))
+        mask = np.asarray(filtered) > 127
+        if not mask.any():
+            raise ImageError(f"{label}: no ink found (only isolated specks)")
+    # Texture under 3 std (or 20 grey levels) becomes 0, as MNIST's background is exactly 0; typical
+    # ink (the 90th percentile of the ink class) becomes 255.
+    low = min(floor / 2, 0.5 * (threshold - background))
+    ink_level = max(float(np.percentile(x[mask], 90)), low + 1.0)
+    ink = np.clip((x - low) / (ink_level - low), 0.0, 1.0) * 255.0
+    return ink.astype(np.float32), mask
+
+
+def mnist_style(grey: np.ndarray, label: str = "image") -> np.ndarray:
+    """MNIST-style uint8 (28, 28): crop to the ink, fit 20x20 (aspect kept, LANCZOS), centre of mass at 14,14."""
+    ink, mask = isolate_ink(grey, label)
+    rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
+    crop = ink[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
+    h, w = crop.shape
+    scale = BOX / max(h, w)
+    size = (max(1, round(w * scale)), max(1, round(h * scale)))  # Pillow sizes are (width, height)
+    small = Image.fromarray(np.round(crop).astype(np.uint8), mode="L").resize(size, Image.Resampling.LANCZOS)
+    digit = np.asarray(small, dtype=np.float64)  # (<=20, <=20)
+    total = digit.sum()
+    if total <= 0:
+        raise ImageError(f"{label}: no ink found (the ink vanished when scaled to 20x20)")
+    ys, xs = np.indices(digit.shape)
+    com_y, com_x = (digit * ys).sum() / total, (digit * xs).sum() / total
+    # Integer shift that puts the centre of mass nearest (14, 14), kept inside the 28x28 field.
+    top = int(np.clip(round(CENTRE - com_y), 0, FIELD - digit.shape[0]))
+    left = int(np.clip(round(CENTRE - com_x), 0, FIELD - digit.shape[1]))
+    out = np.zeros((FIELD, FIELD), dtype=np.uint8)
+    out[top : top + digit.shape[0], left : left + digit.shape[1]] = digit.astype(np.uint8)
+    return out
+
+
+def plain_resize(grey: np.ndarray, label: str = "image") -> np.ndarray:
+    """The naive baseline (``--raw``): polarity fixed, then the whole image squeezed to 28x28. uint8."""
+    x = ink_on_black(grey)
+    if float(x.max(initial=0.0) - np.median(x)) < MIN_CONTRAST:
+        raise ImageError(f"{label}: no ink found (blank image)")
+    img = Image.fromarray(np.round(x).astype(np.uint8), mode="L")
+    return np.asarray(img.resize((FIELD, FIELD), Image.Resampling.LANCZOS), dtype=np.uint8)
+
+
+def prepare(
+    source: str | Path | bytes, name: str | None = None, raw: bool = False, max_pixels: int | None = None
+) -> np.ndarray:
+    """Load and normalise one image file (path or bytes): uint8 (28, 28), white ink on black."""
+    label = name or (str(source) if not isinstance(source, bytes) else "<upload>")
+    grey = load_grey(source, label, max_pixels)
+    return plain_resize(grey, label) if raw else mnist_style(grey, label)
+
+
+def prepare_pixels(pixels: object, normalize: bool = True, label: str = "pixels") -> np.ndarray:
+    """Validate a client's 28x28 array of grey levels 0-255 (any polarity); uint8 (28, 28).
+
+    With ``normalize`` the array goes through :func:`mnist_style` like any image (near-idempotent for a digit
+    already in MNIST layout); without, it must already be white ink on black and is used as is.
+    """
+    try:
+        arr = np.asarray(pixels, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise ImageError(f"{label}: must be a 28x28 array of numbers 0-255") from None
+    if arr.shape != (FIELD, FIELD):
+        raise ImageError(f"{label}: must be a 28x28 array, got shape {arr.shape}")
+    if not np.isfinite(arr).all() or arr.min() < 0 or arr.max() > 255:
+        raise ImageError(f"{label}: values must be finite grey levels in 0-255")
+    if not normalize:
+        return np.round(arr).astype(np.uint8)
+    return mnist_style(arr.astype(np.float32), label)
