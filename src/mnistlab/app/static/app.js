@@ -74,17 +74,21 @@ async function postForm(blob, name) {
   return body;
 }
 
+// Incremented by each Clear: answers to requests sent for an earlier drawing are ignored.
+let generation = 0;
+
 async function sendCanvas() {
   if (!hasInk) return;
   if (inFlight) { pending = true; return; }
   inFlight = true;
   lastSent = performance.now();
+  const sentFor = generation;  // a Clear while this request is in flight makes its answer stale
   try {
     const blob = await new Promise((resolve) => pad.toBlob(resolve, "image/png"));
-    showPrediction(await postForm(blob, "canvas.png"));
-    setStatus("");
+    const result = await postForm(blob, "canvas.png");
+    if (sentFor === generation) { showPrediction(result); setStatus(""); }
   } catch (err) {
-    setStatus(err.message, true);
+    if (sentFor === generation) setStatus(err.message, true);
   } finally {
     inFlight = false;
     if (pending) { pending = false; schedule(); }
@@ -100,6 +104,9 @@ function schedule() {
 
 // ---- drawing -----------------------------------------------------------------------------------------------
 function clearPad() {
+  generation += 1;
+  pending = false;
+  if (timer !== null) { clearTimeout(timer); timer = null; }
   ctx.fillStyle = "#fff";
   ctx.fillRect(0, 0, pad.width, pad.height);
   hasInk = false;
