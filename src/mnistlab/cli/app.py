@@ -27,8 +27,7 @@ def _root() -> None:
 def _register_commands() -> None:
     # Imported for their side effect of adding commands to `app`; kept in one place so the order of
     # `mnistlab --help` is stable.
-    from mnistlab.cli import data_cmd, train_cmd  # noqa: F401
-    from mnistlab.cli import lab_cmd  # noqa: F401
+    from mnistlab.cli import data_cmd, lab_cmd, train_cmd  # noqa: F401
 
 
 def main(argv: list[str] | None = None) -> None:

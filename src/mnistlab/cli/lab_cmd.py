@@ -31,13 +31,13 @@ def lab_command(
     quick: Annotated[
         bool, typer.Option(help="Smaller data and fewer epochs/seeds: about 2 minutes on 2 cores.")
     ] = False,
-    out: Annotated[
-        Path | None, typer.Option(help="Output folder (default: lab/<timestamp>-<name>).")
-    ] = None,
+    out: Annotated[Path | None, typer.Option(help="Output folder (default: lab/<timestamp>-<name>).")] = None,
     seed: Annotated[int, typer.Option(help="Random seed (init, split, data order).")] = 0,
     lr_scaling: Annotated[
         LrScaling,
-        typer.Option(help="batch-size only: scale the lr linearly with the batch size (full mode shows both)."),
+        typer.Option(
+            help="batch-size only: scale the lr linearly with the batch size (full mode shows both)."
+        ),
     ] = LrScaling.none,
     threads: Annotated[
         int | None, typer.Option(help="CPU threads for torch (default: torch's choice).")

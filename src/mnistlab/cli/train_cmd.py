@@ -127,7 +127,9 @@ def train_command(
     seeds: Annotated[
         int, typer.Option(help="Train once per seed (seed..seed+N-1), each in OUT/seed-K, plus a summary.")
     ] = 1,
-    report: Annotated[bool, typer.Option(help="Write the run's HTML report (RUN/report) at the end.")] = False,
+    report: Annotated[
+        bool, typer.Option(help="Write the run's HTML report (RUN/report) at the end.")
+    ] = False,
     tensorboard: Annotated[
         bool, typer.Option(help="Also write TensorBoard event files (RUN/tensorboard).")
     ] = False,

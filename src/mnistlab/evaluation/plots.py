@@ -82,9 +82,7 @@ def confusion_heatmap(matrix: Sequence[Sequence[int]], title: str = "Confusion m
     return fig
 
 
-def image_gallery(
-    images: np.ndarray, captions: Sequence[str], title: str, columns: int = 8
-) -> Figure:
+def image_gallery(images: np.ndarray, captions: Sequence[str], title: str, columns: int = 8) -> Figure:
     """A grid of 28x28 images (uint8, 0-255) with a caption under each."""
     n = max(len(images), 1)
     rows = -(-n // columns)

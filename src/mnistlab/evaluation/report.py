@@ -112,7 +112,8 @@ class Report:
                 headers, rows = content  # type: ignore[misc]
                 head = "".join(f"<th>{html.escape(str(h))}</th>" for h in headers)
                 body = "".join(
-                    "<tr>" + "".join(f"<td>{html.escape(_fmt(v))}</td>" for v in row) + "</tr>" for row in rows
+                    "<tr>" + "".join(f"<td>{html.escape(_fmt(v))}</td>" for v in row) + "</tr>"
+                    for row in rows
                 )
                 parts.append(f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>")
         parts.append("</body></html>")
@@ -154,7 +155,9 @@ def _inline_html(text: str) -> str:
 GALLERY_SIZE = 16  # images per gallery
 
 
-def run_report(run_dir: str | Path, out: str | Path | None = None, data_dir: str | Path | None = None) -> Path:
+def run_report(
+    run_dir: str | Path, out: str | Path | None = None, data_dir: str | Path | None = None
+) -> Path:
     """Build the report of a finished run folder; returns the path of report.html.
 
     Scores the run's test split with :meth:`Run.predict` on the raw test images (this *reports* the test
@@ -181,7 +184,9 @@ def run_report(run_dir: str | Path, out: str | Path | None = None, data_dir: str
         fig = plots.learning_curves(run.history)
         report.figure(plots.save_figure(fig, out_dir / "learning_curves.png"), "Loss and accuracy per epoch.")
     report.figure(
-        plots.save_figure(plots.confusion_heatmap(cm, "Test confusion matrix"), out_dir / "confusion_matrix.png"),
+        plots.save_figure(
+            plots.confusion_heatmap(cm, "Test confusion matrix"), out_dir / "confusion_matrix.png"
+        ),
         "Rows: true digit; columns: what the model said. Off-diagonal cells are mistakes.",
     )
     wrong = torch.nonzero(predicted != labels).flatten()
@@ -197,9 +202,16 @@ def run_report(run_dir: str | Path, out: str | Path | None = None, data_dir: str
         idx = index.tolist()
         captions = [f"true {labels[i]} → {predicted[i]}\np={confidence[i]:.2f}" for i in idx]
         fig = plots.image_gallery(images[idx] if idx else np.zeros((0, 28, 28)), captions, title)
-        report.figure(plots.save_figure(fig, out_dir / name), f"{title}: {caption} (p = the model's probability)")
+        report.figure(
+            plots.save_figure(fig, out_dir / name), f"{title}: {caption} (p = the model's probability)"
+        )
         gallery_rows[name.removesuffix(".png")] = [
-            {"index": i, "true": int(labels[i]), "predicted": int(predicted[i]), "probability": float(confidence[i])}
+            {
+                "index": i,
+                "true": int(labels[i]),
+                "predicted": int(predicted[i]),
+                "probability": float(confidence[i]),
+            }
             for i in idx
         ]
     s = run.summary
@@ -210,11 +222,16 @@ def run_report(run_dir: str | Path, out: str | Path | None = None, data_dir: str
         f"{s.get('best_epoch', '?')}. The test set was not used to choose anything."
     )
     report.heading("Per-class precision, recall and F1")
-    report.text("Precision: of the images called digit d, the share that were d. Recall: of the d's, the share found.")
+    report.text(
+        "Precision: of the images called digit d, the share that were d. Recall: of the d's, the share found."
+    )
     per_class = result["per_class"]
     report.table(
         ["digit", "precision", "recall", "F1", "images"],
-        [[c["class"], f"{c['precision']:.4f}", f"{c['recall']:.4f}", f"{c['f1']:.4f}", c["support"]] for c in per_class],
+        [
+            [c["class"], f"{c['precision']:.4f}", f"{c['recall']:.4f}", f"{c['f1']:.4f}", c["support"]]
+            for c in per_class
+        ],
     )
     write_csv(out_dir / "per_class.csv", per_class)
     write_json(

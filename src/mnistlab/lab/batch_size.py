@@ -132,8 +132,16 @@ def run(options: LabOptions) -> Report:
         "per trained model."
     )
     report.table(
-        ["lr scaling", "batch", "lr", "updates/epoch", "s/epoch", f"s to {100 * s['target_val_accuracy']:.0f} % val",
-         "val acc. (%)", "test acc. (%)"],
+        [
+            "lr scaling",
+            "batch",
+            "lr",
+            "updates/epoch",
+            "s/epoch",
+            f"s to {100 * s['target_val_accuracy']:.0f} % val",
+            "val acc. (%)",
+            "test acc. (%)",
+        ],
         [
             [
                 r["lr_scaling"],
@@ -161,14 +169,29 @@ def _main_figure(out, rows: list[dict], n_full: int):
         if scaling == rows[0]["lr_scaling"]:  # time per epoch does not depend on the lr: draw it once
             ax_t.plot(b, [r["seconds_per_epoch"] for r in sub], "o-", label="seconds per epoch")
             extra = [r for r in sub if r["seconds_extrapolated"]]
-            ax_t.plot([r["batch_size"] for r in extra], [r["seconds_per_epoch"] for r in extra], "o",
-                      mfc="white", ms=10, label="extrapolated from a subset")
+            ax_t.plot(
+                [r["batch_size"] for r in extra],
+                [r["seconds_per_epoch"] for r in extra],
+                "o",
+                mfc="white",
+                ms=10,
+                label="extrapolated from a subset",
+            )
         acc = [np.nan if r["diverged"] else 100 * r["final_val_accuracy"] for r in sub]
         ax_a.plot(b, acc, "o-", label=name)
-    ax_t.set(xscale="log", yscale="log", xlabel="batch size (images, log scale)",
-             ylabel="seconds per epoch (log scale)", title=f"Time per epoch ({n_full:,} images)")
-    ax_a.set(xscale="log", xlabel="batch size (images, log scale)", ylabel="final validation accuracy (%)",
-             title="Accuracy after a fixed number of epochs")
+    ax_t.set(
+        xscale="log",
+        yscale="log",
+        xlabel="batch size (images, log scale)",
+        ylabel="seconds per epoch (log scale)",
+        title=f"Time per epoch ({n_full:,} images)",
+    )
+    ax_a.set(
+        xscale="log",
+        xlabel="batch size (images, log scale)",
+        ylabel="final validation accuracy (%)",
+        title="Accuracy after a fixed number of epochs",
+    )
     for ax in (ax_t, ax_a):
         ax.grid(alpha=0.3, which="both")
         ax.legend(fontsize=8)
@@ -180,10 +203,20 @@ def _convergence_figure(out, curves: list[dict], s: dict):
     fig, axes = plots.new_figure(len(scalings))
     for ax, scaling in zip(axes, scalings, strict=True):
         for c in (c for c in curves if c["lr_scaling"] == scaling):
-            ax.plot(c["cumulative_seconds"], 100 * np.array(c["val_accuracy"]), "o-", label=f"B = {c['batch_size']:,}")
+            ax.plot(
+                c["cumulative_seconds"],
+                100 * np.array(c["val_accuracy"]),
+                "o-",
+                label=f"B = {c['batch_size']:,}",
+            )
         ax.axhline(100 * s["target_val_accuracy"], color="k", ls=":", label="target")
-        ax.set(xscale="log", xlabel="training time (s, log scale)", ylabel="validation accuracy (%)",
-               title=f"Convergence (lr scaling: {scaling})", ylim=(0, 100))
+        ax.set(
+            xscale="log",
+            xlabel="training time (s, log scale)",
+            ylabel="validation accuracy (%)",
+            title=f"Convergence (lr scaling: {scaling})",
+            ylim=(0, 100),
+        )
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
     return plots.save_figure(fig, out / "convergence.png")

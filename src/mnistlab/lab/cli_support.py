@@ -14,7 +14,9 @@ from mnistlab.training.fit import default_run_dir, fit
 from mnistlab.training.run import Run
 
 
-def train_with_extras(config: TrainConfig, *, seeds: int = 1, report: bool = False, tensorboard: bool = False) -> None:
+def train_with_extras(
+    config: TrainConfig, *, seeds: int = 1, report: bool = False, tensorboard: bool = False
+) -> None:
     if tensorboard:
         check_tensorboard()  # fail before training, not after
     if config.dry_run and (seeds != 1 or report):

@@ -53,9 +53,12 @@ def compare_pair(a: list[float], b: list[float], label: int = 0) -> dict:
     loss_a = F.cross_entropy(la[None], torch.tensor([label])).item()
     loss_b = F.cross_entropy(lb[None], torch.tensor([label])).item()
     if math.isclose(loss_a, loss_b, rel_tol=1e-6, abs_tol=1e-9):
-        higher, why = "equal", (
-            f"both put the same softmax mass on class {label} (p = {pa:.4f}); the loss depends only on that "
-            "probability, not on the logits themselves"
+        higher, why = (
+            "equal",
+            (
+                f"both put the same softmax mass on class {label} (p = {pa:.4f}); the loss depends only on that "
+                "probability, not on the logits themselves"
+            ),
         )
     else:
         higher = "a" if loss_a > loss_b else "b"
@@ -105,8 +108,12 @@ def run(options: LabOptions) -> Report:
     write_json(out / "numbers.json", {"pairs": pairs, "binary": binary, "identity": identity})
 
     report = Report("Cross-entropy, worked by hand")
-    report.figure(_neg_log_figure(out), "The loss of one image is −log p, p = probability given to the true class.")
-    report.figure(_pairs_figure(out, pairs[:1] + pairs[2:]), "Softmax probabilities of each logit pair (true class 0).")
+    report.figure(
+        _neg_log_figure(out), "The loss of one image is −log p, p = probability given to the true class."
+    )
+    report.figure(
+        _pairs_figure(out, pairs[:1] + pairs[2:]), "Softmax probabilities of each logit pair (true class 0)."
+    )
     report.text(
         "Cross-entropy looks only at the probability the model gives to the correct class: −log p. It is 0 when "
         "p = 1 and grows without bound as p → 0, so a confident mistake costs far more than an unsure one."
@@ -124,8 +131,12 @@ def run(options: LabOptions) -> Report:
     )
     report.table(
         ["image", "CrossEntropyLoss", "LogSoftmax+NLLLoss", "by hand"],
-        [[i, f"{c:.6f}", f"{n:.6f}", f"{h:.6f}"] for i, (c, n, h) in enumerate(
-            zip(identity["cross_entropy"], identity["logsoftmax_nll"], identity["by_hand"], strict=True))],
+        [
+            [i, f"{c:.6f}", f"{n:.6f}", f"{h:.6f}"]
+            for i, (c, n, h) in enumerate(
+                zip(identity["cross_entropy"], identity["logsoftmax_nll"], identity["by_hand"], strict=True)
+            )
+        ],
     )
     report.heading("Binary cross-entropy")
     report.text("BCE = −[y log p + (1 − y) log(1 − p)], p = predicted probability of class 1.")
@@ -143,8 +154,12 @@ def _neg_log_figure(out):
     ax.plot(p, -np.log(p), label="−log(p)")
     for q in (0.9, 0.5, 0.1, 0.01):
         ax.plot([q], [-math.log(q)], "o")
-        ax.annotate(f"p={q}: {-math.log(q):.2f}", (q, -math.log(q)), textcoords="offset points", xytext=(8, 4))
-    ax.set(xlabel="p, probability of the true class", ylabel="loss (nats)", title="Cross-entropy of one image")
+        ax.annotate(
+            f"p={q}: {-math.log(q):.2f}", (q, -math.log(q)), textcoords="offset points", xytext=(8, 4)
+        )
+    ax.set(
+        xlabel="p, probability of the true class", ylabel="loss (nats)", title="Cross-entropy of one image"
+    )
     ax.set_ylim(0, 7)
     ax.grid(alpha=0.3)
     ax.legend()
@@ -160,6 +175,8 @@ def _pairs_figure(out, pairs: list[dict]):
         pb = torch.softmax(torch.tensor(p["b"]), 0).numpy()
         ax.bar(x - width / 2, pa, width, label=f"a: loss {p['loss_a']:.2f}")
         ax.bar(x + width / 2, pb, width, label=f"b: loss {p['loss_b']:.2f}")
-        ax.set(xticks=x, xlabel="class (true = 0)", ylabel="softmax probability", title=p["name"], ylim=(0, 1.15))
+        ax.set(
+            xticks=x, xlabel="class (true = 0)", ylabel="softmax probability", title=p["name"], ylim=(0, 1.15)
+        )
         ax.legend(fontsize=8)
     return plots.save_figure(fig, out / "pairs.png")

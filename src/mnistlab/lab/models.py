@@ -98,15 +98,36 @@ def run(options: LabOptions) -> Report:
 def _figure(out, rows: list[dict]):
     fig, (ax_a, ax_t) = plots.new_figure(2)
     for r in rows:
-        ax_a.errorbar(r["flops_per_image"], 100 * r["test_accuracy_mean"], yerr=100 * r["test_accuracy_std"],
-                      fmt="o", capsize=4, ms=8, label=f"{r['label']} ({r['parameters'] / 1e3:.0f} k params)")
-    ax_a.set(xscale="log", xlabel="forward FLOPs per image (log scale)", ylabel="test accuracy (%)",
-             title="Accuracy vs compute (mean ± std over seeds)")
+        ax_a.errorbar(
+            r["flops_per_image"],
+            100 * r["test_accuracy_mean"],
+            yerr=100 * r["test_accuracy_std"],
+            fmt="o",
+            capsize=4,
+            ms=8,
+            label=f"{r['label']} ({r['parameters'] / 1e3:.0f} k params)",
+        )
+    ax_a.set(
+        xscale="log",
+        xlabel="forward FLOPs per image (log scale)",
+        ylabel="test accuracy (%)",
+        title="Accuracy vs compute (mean ± std over seeds)",
+    )
     x = np.arange(len(rows))
-    ax_t.bar(x, [r["seconds_per_epoch_mean"] for r in rows], yerr=[r["seconds_per_epoch_std"] for r in rows],
-             capsize=4, color=[f"C{i}" for i in range(len(rows))], label="seconds per epoch")
-    ax_t.set(xticks=x, xticklabels=[r["label"] for r in rows], ylabel="seconds per epoch (training only)",
-             title="Training time per epoch")
+    ax_t.bar(
+        x,
+        [r["seconds_per_epoch_mean"] for r in rows],
+        yerr=[r["seconds_per_epoch_std"] for r in rows],
+        capsize=4,
+        color=[f"C{i}" for i in range(len(rows))],
+        label="seconds per epoch",
+    )
+    ax_t.set(
+        xticks=x,
+        xticklabels=[r["label"] for r in rows],
+        ylabel="seconds per epoch (training only)",
+        title="Training time per epoch",
+    )
     for ax in (ax_a, ax_t):
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)

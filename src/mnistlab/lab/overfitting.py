@@ -70,7 +70,9 @@ def run(options: LabOptions) -> Report:
         stopper.update(getattr(result, s["monitor"]), result.epoch, model)
         if stopper.should_stop or result.epoch == s["epochs"]:
             stop = result.epoch if stopper.should_stop else None
-            chosen.update(stop_epoch=stop, best_epoch=stopper.best_epoch, state=copy.deepcopy(stopper.best_state))
+            chosen.update(
+                stop_epoch=stop, best_epoch=stopper.best_epoch, state=copy.deepcopy(stopper.best_state)
+            )
 
     results = train_epochs(model, splits.train, splits.val, cfg, epochs=s["epochs"], on_epoch=watch)
     final_test = test_accuracy(model, splits.test)  # without early stopping: the last epoch's weights
@@ -109,10 +111,18 @@ def run(options: LabOptions) -> Report:
     report.table(
         ["weights", "epoch", "val acc. (%)", "test acc. (%)"],
         [
-            ["with early stopping", summary["best_epoch"], f"{100 * summary['val_accuracy_at_best_epoch']:.2f}",
-             f"{100 * early_test:.2f}"],
-            ["without (last epoch)", len(results), f"{100 * summary['val_accuracy_at_last_epoch']:.2f}",
-             f"{100 * final_test:.2f}"],
+            [
+                "with early stopping",
+                summary["best_epoch"],
+                f"{100 * summary['val_accuracy_at_best_epoch']:.2f}",
+                f"{100 * early_test:.2f}",
+            ],
+            [
+                "without (last epoch)",
+                len(results),
+                f"{100 * summary['val_accuracy_at_last_epoch']:.2f}",
+                f"{100 * final_test:.2f}",
+            ],
         ],
     )
     report.write(out)
@@ -127,9 +137,16 @@ def _figure(out, results: list[EpochResult], summary: dict, s: dict):
     ax_l.plot(epochs, [r.train_loss for r in results], "-", label="training loss")
     ax_l.plot(epochs, [r.val_loss for r in results], "-", label="validation loss")
     for ax in (ax_e, ax_l):
-        ax.axvline(summary["best_epoch"], color="g", ls="--", label=f"early stopping keeps epoch {summary['best_epoch']}")
+        ax.axvline(
+            summary["best_epoch"],
+            color="g",
+            ls="--",
+            label=f"early stopping keeps epoch {summary['best_epoch']}",
+        )
         if summary["stop_epoch"]:
-            ax.axvline(summary["stop_epoch"], color="r", ls=":", label=f"and stops at epoch {summary['stop_epoch']}")
+            ax.axvline(
+                summary["stop_epoch"], color="r", ls=":", label=f"and stops at epoch {summary['stop_epoch']}"
+            )
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
     ax_e.set(xlabel="epoch", ylabel="error (% of images misclassified)", title="Error")

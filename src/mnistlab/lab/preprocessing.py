@@ -170,7 +170,10 @@ def _cloud_figure(out, seed: int):
     i, j = np.argsort(var)[-2:]
     fig, axes = plots.new_figure(3, size=(3.6, 3.6))
     for ax, mode, title in zip(
-        axes, ("raw", "center", "standardize"), ("raw (0–255)", "zero-centred", "centred and normalised"), strict=True
+        axes,
+        ("raw", "center", "standardize"),
+        ("raw (0–255)", "zero-centred", "centred and normalised"),
+        strict=True,
     ):
         pre = Preprocessor.fit(images, mode=mode, stats="per-pixel")
         x = pre(images).reshape(len(images), -1).numpy()
@@ -180,6 +183,8 @@ def _cloud_figure(out, seed: int):
         ax.axvline(0, color="k", lw=0.8)
         ax.plot([x[:, i].mean()], [x[:, j].mean()], "r*", ms=12, label="mean")
         unit = "intensity 0–255" if mode != "standardize" else "standard deviations"
-        ax.set(title=title, xlabel=f"pixel {divmod(int(i), 28)} ({unit})", ylabel=f"pixel {divmod(int(j), 28)}")
+        ax.set(
+            title=title, xlabel=f"pixel {divmod(int(i), 28)} ({unit})", ylabel=f"pixel {divmod(int(j), 28)}"
+        )
         ax.legend(fontsize=8, loc="upper left")
     return plots.save_figure(fig, out / "data_cloud.png")

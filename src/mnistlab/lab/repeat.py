@@ -32,7 +32,11 @@ def aggregate(values: Sequence[float]) -> dict:
 
 
 def seeds_out_dir(config: TrainConfig) -> Path:
-    return Path(config.out) if config.out else Path("runs") / f"{datetime.now():%Y%m%d-%H%M%S}-{config.model.name}-seeds"
+    return (
+        Path(config.out)
+        if config.out
+        else Path("runs") / f"{datetime.now():%Y%m%d-%H%M%S}-{config.model.name}-seeds"
+    )
 
 
 def train_seeds(
