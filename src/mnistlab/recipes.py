@@ -41,11 +41,14 @@ def _mlp() -> TrainConfig:
 
 
 def _lenet5() -> TrainConfig:
-    return TrainConfig(model=ModelConfig(name="lenet5"), optim=_sgd(0.05), epochs=6, batch_size=64)
+    return TrainConfig(model=ModelConfig(name="lenet5"), optim=_sgd(0.05), epochs=4, batch_size=64)
 
 
 def _lenet_wide() -> TrainConfig:
-    return TrainConfig(model=ModelConfig(name="lenet-wide"), optim=_sgd(0.05), epochs=3, batch_size=128)
+    # channels_last made the convolutions 25-35 % faster on this CPU (oneDNN), at equal accuracy.
+    return TrainConfig(
+        model=ModelConfig(name="lenet-wide"), optim=_sgd(0.05), epochs=3, batch_size=128, channels_last=True
+    )
 
 
 def _pytorch_example() -> TrainConfig:
