@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import math
 
+import pytest
 import torch
 
-from mnistlab.lab import LabOptions, run_experiment
+from mnistlab.cli.app import main
 from mnistlab.lab.loss import LECTURE_PAIRS, binary_cross_entropy_cases, ce_identity, compare_pair
 
 
@@ -49,9 +50,12 @@ def test_binary_cross_entropy_by_hand_matches_torch():
         assert math.isclose(row["bce_by_hand"], row["bce_torch"], rel_tol=1e-5)
 
 
-def test_loss_experiment_writes_its_files(tmp_path):
+def test_loss_experiment_writes_its_files(tmp_path, capsys):
     out = tmp_path / "loss"
-    run_experiment("loss", LabOptions(out=out))
+    with pytest.raises(SystemExit) as exit_info:  # through the CLI: `mnistlab lab loss --out DIR`
+        main(["lab", "loss", "--out", str(out)])
+    assert exit_info.value.code == 0
+    assert "report.html" in capsys.readouterr().out
     for name in (
         "neg_log_p.png",
         "pairs.png",

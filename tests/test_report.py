@@ -9,13 +9,16 @@ import statistics
 import pytest
 
 from mnistlab.api import train
-from mnistlab.evaluation.report import run_report
-from mnistlab.lab.repeat import aggregate, summarise_runs, train_seeds
+from mnistlab.cli.app import main
+from mnistlab.lab.repeat import aggregate, summarise_runs
 
 
 def test_report_of_a_tiny_run(tiny_config, tmp_path):
     run = train(tiny_config)
-    html = run_report(run.path, out=tmp_path / "report")
+    with pytest.raises(SystemExit) as exit_info:  # through the CLI: `mnistlab report RUN --out DIR`
+        main(["report", str(run.path), "--out", str(tmp_path / "report")])
+    assert exit_info.value.code == 0
+    html = tmp_path / "report" / "report.html"
     numbers = json.loads((tmp_path / "report" / "report.json").read_text())
     cm = numbers["confusion_matrix"]
     assert sum(map(sum, cm)) == numbers["images"] == 10_000
@@ -60,14 +63,28 @@ def test_summarise_runs(tiny_config):
     assert math.isclose(summary["seconds_per_epoch"]["mean"], 6.0)
 
 
-def test_train_seeds_writes_one_folder_per_seed(tiny_config, tmp_path):
-    tiny_config.seed = 5
-    tiny_config.data.train_subset = 500
-    summary = train_seeds(tiny_config, 2, out=tmp_path / "seeds")
+def test_train_seeds_writes_one_folder_per_seed(tmp_path, capsys):
+    args = [
+        "--model",
+        "mlp",
+        "--hidden",
+        "64",
+        "--train-subset",
+        "500",
+        "--val-size",
+        "1000",
+        "--epochs",
+        "1",
+    ]
+    with pytest.raises(SystemExit) as exit_info:  # `mnistlab train --seeds 2 --seed 5`
+        main(["train", *args, "--seed", "5", "--seeds", "2", "--out", str(tmp_path / "seeds"), "-q"])
+    assert exit_info.value.code == 0
+    summary = json.loads((tmp_path / "seeds" / "summary.json").read_text())
     assert summary["seeds"] == [5, 6]
     per_seed = [json.loads((tmp_path / "seeds" / f"seed-{k}" / "summary.json").read_text()) for k in (5, 6)]
     assert [s["seed"] for s in per_seed] == [5, 6]
     assert math.isclose(
         summary["test_accuracy"]["mean"], statistics.fmean(s["test_accuracy"] for s in per_seed)
     )
-    assert (tmp_path / "seeds" / "summary.json").is_file() and (tmp_path / "seeds" / "summary.md").is_file()
+    assert (tmp_path / "seeds" / "summary.md").is_file()
+    assert "2 seeds: test accuracy" in capsys.readouterr().out

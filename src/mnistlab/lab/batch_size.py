@@ -178,7 +178,17 @@ def _main_figure(out, rows: list[dict], n_full: int):
                 label="extrapolated from a subset",
             )
         acc = [np.nan if r["diverged"] else 100 * r["final_val_accuracy"] for r in sub]
-        ax_a.plot(b, acc, "o-", label=name)
+        (line,) = ax_a.plot(b, acc, "o-", label=name)
+        subset = [(bb, a) for bb, a, r in zip(b, acc, sub, strict=True) if r["seconds_extrapolated"]]
+        if subset:  # batch 1 saw only a subset of the images: not comparable, so drawn hollow
+            ax_a.plot(
+                *zip(*subset, strict=True),
+                "o",
+                mfc="white",
+                ms=10,
+                color=line.get_color(),
+                label=f"trained on {sub[0]['train_images']:,} images only",
+            )
     ax_t.set(
         xscale="log",
         yscale="log",
