@@ -32,3 +32,18 @@ def test_logger_writes_one_scalar_per_metric_and_epoch(tmp_path):
     assert {"loss/train", "accuracy/val", "other/lr"} <= tags
     assert [e.step for e in events.Scalars("loss/train")] == [1, 2]
     assert [round(e.value, 6) for e in events.Scalars("loss/train")] == [1.0, 0.5]
+
+
+def test_cli_flag_without_tensorboard_is_a_one_line_error(monkeypatch, capsys, tmp_path):
+    from mnistlab.cli.app import main
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "tensorboard" else real(name, *a)
+    )
+    with pytest.raises(SystemExit) as exit_info:
+        main(["train", "--model", "mlp", "--tensorboard", "--out", str(tmp_path / "run")])
+    assert exit_info.value.code == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "pip install 'mnistlab[tensorboard]'" in err[0]
+    assert not (tmp_path / "run").exists()  # failed before training started

@@ -1,4 +1,6 @@
-"""`mnistlab lab NAME` (the lecture's experiments) and `mnistlab report RUN_DIR` (a run's HTML report)."""
+"""`mnistlab lab NAME` (the lecture's experiments), `mnistlab report RUN_DIR` (a run's HTML report), and the
+extras of `mnistlab train` (--seeds, --report, --tensorboard), which train_cmd hands to :func:`train_with_extras`.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +12,8 @@ from typing import Annotated
 import typer
 
 from mnistlab.cli.app import app
+from mnistlab.config import TrainConfig
+from mnistlab.errors import ConfigError
 
 
 class Experiment(str, Enum):
@@ -73,3 +77,44 @@ def report_command(
 
     path = run_report(run_dir, out=out, data_dir=data_dir)
     typer.echo(f"report: {path}")
+
+
+def train_with_extras(
+    config: TrainConfig, *, seeds: int = 1, report: bool = False, tensorboard: bool = False
+) -> None:
+    """Train ``config`` once or once per seed, with TensorBoard events and/or the HTML report per run."""
+    from mnistlab.lab.repeat import format_mean_std, train_seeds
+    from mnistlab.lab.tensorboard import TensorBoardLogger, check_tensorboard
+    from mnistlab.training.fit import default_run_dir, fit
+
+    if tensorboard:
+        check_tensorboard()  # fail before training, not after
+    if config.dry_run and (seeds != 1 or report):
+        raise ConfigError("--dry-run writes nothing, so it cannot be combined with --seeds or --report")
+    loggers: list = []
+
+    def callbacks_for(run_dir: Path) -> list:
+        if not tensorboard or config.dry_run:
+            return []
+        loggers.append(TensorBoardLogger(run_dir / "tensorboard"))
+        return [loggers[-1]]
+
+    def after_run(run) -> None:
+        for logger in loggers:
+            logger.close()
+        loggers.clear()
+        if report and run.path is not None:
+            from mnistlab.evaluation.report import run_report
+
+            typer.echo(f"report: {run_report(run.path)}")
+
+    if seeds == 1:
+        config.out = config.out or str(default_run_dir(config))
+        run = fit(config, callbacks=callbacks_for(Path(config.out)))
+        after_run(run)
+        return
+    summary = train_seeds(config, seeds, callbacks_for=callbacks_for, after_run=after_run)
+    typer.echo(
+        f"{seeds} seeds: test accuracy {format_mean_std(summary['test_accuracy'], 100)} %, "
+        f"training {format_mean_std(summary['train_seconds'], 1)} s per run; summary in {summary['out']}"
+    )

@@ -180,7 +180,7 @@ def train_command(
         },
     )
     if seeds != 1 or report or tensorboard:
-        from mnistlab.lab.cli_support import train_with_extras
+        from mnistlab.cli.lab_cmd import train_with_extras
 
         train_with_extras(config, seeds=seeds, report=report, tensorboard=tensorboard)
         return

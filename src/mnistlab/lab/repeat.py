@@ -95,14 +95,14 @@ def summary_markdown(summary: dict) -> str:
         f"# {summary['model']} on {summary['dataset']}: {acc['n']} seeds",
         "",
         f"Test accuracy: **{100 * acc['mean']:.2f} ± {100 * acc['std']:.2f} %** (mean ± sample std).  ",
-        f"Training time: {sec['mean']:.1f} ± {sec['std']:.1f} s per run.",
+        f"Training time: {sec['mean']:.2f} ± {sec['std']:.2f} s per run.",
         "",
         "| seed | test accuracy (%) | training time (s) | epochs | best epoch |",
         "|---|---|---|---|---|",
     ]
     for r in summary["runs"]:
         lines.append(
-            f"| {r['seed']} | {100 * r['test_accuracy']:.2f} | {r['train_seconds']:.1f} | {r['epochs_run']} | "
+            f"| {r['seed']} | {100 * r['test_accuracy']:.2f} | {r['train_seconds']:.2f} | {r['epochs_run']} | "
             f"{r['best_epoch']} |"
         )
     return "\n".join(lines) + "\n"
