@@ -7,7 +7,9 @@ a learner sees the result before the explanation. :func:`run_report` builds the 
 from __future__ import annotations
 
 import base64
+import csv
 import html
+import io
 import json
 import os
 import tempfile
@@ -46,18 +48,13 @@ def write_json(path: Path, data: object) -> None:
 
 
 def write_csv(path: Path, rows: list[dict]) -> None:
-    """Rows of dicts with the same keys -> CSV (header from the first row). Values are written with str()."""
-    if not rows:
-        write_text_atomic(path, "")
-        return
-    keys = list(rows[0])
-    lines = [",".join(keys)] + [",".join(_csv_cell(row.get(k)) for k in keys) for row in rows]
-    write_text_atomic(path, "\n".join(lines) + "\n")
-
-
-def _csv_cell(value: object) -> str:
-    text = "" if value is None else str(value)
-    return f'"{text}"' if "," in text else text
+    """Rows of dicts with the same keys -> CSV, header from the first row's keys."""
+    buffer = io.StringIO()
+    if rows:
+        writer = csv.DictWriter(buffer, fieldnames=list(rows[0]), lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows)
+    write_text_atomic(path, buffer.getvalue())
 
 
 @dataclass
@@ -194,8 +191,8 @@ def run_report(
     right = torch.nonzero(predicted == labels).flatten()
     right = right[confidence[right].argsort()][:GALLERY_SIZE]
     galleries = (
-        (wrong, "mistakes.png", "Most confident mistakes", "The model was sure and wrong."),
-        (right, "unsure_correct.png", "Least confident correct answers", "Right, but only just."),
+        (wrong, "mistakes.png", "Most confident mistakes", "the model was sure and wrong."),
+        (right, "unsure_correct.png", "Least confident correct answers", "right, but only just."),
     )
     gallery_rows = {}
     for index, name, title, caption in galleries:
