@@ -95,6 +95,8 @@ def _check_overfitting_summary(out):
     assert summary["epochs_run"] == len(history) == 4  # trains to the end to show both curves
     assert 1 <= summary["best_epoch"] <= 4
     assert summary["stop_epoch"] is None or summary["best_epoch"] < summary["stop_epoch"]
+    assert set(summary["criteria"]) == {"val_accuracy", "val_loss"}
+    assert summary["criteria"]["val_accuracy"]["best_epoch"] == summary["best_epoch"]
 
 
 def test_unknown_experiment_is_a_config_error():
