@@ -110,7 +110,7 @@ def run(options: LabOptions) -> Report:
     )
     report.text(
         "With raw 0–255 pixels the first layer's outputs are hundreds of times larger, so the same step size "
-        "moves the loss far more: training diverges, or stalls near chance (10 %) once the ReLUs die. Centred and normalised inputs keep the "
+        "moves the loss far more: training diverges, or stalls near chance (10 %). Centred and normalised inputs keep the "
         "loss surface well scaled, and one learning rate works."
     )
     report.table(
