@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import sys
 
 import typer
@@ -27,7 +28,8 @@ def _root() -> None:
 def _register_commands() -> None:
     # Imported for their side effect of adding commands to `app`; kept in one place so the order of
     # `mnistlab --help` is stable.
-    from mnistlab.cli import app_cmd, data_cmd, train_cmd  # noqa: F401
+    for module in ("train_cmd", "data_cmd", "lab_cmd", "app_cmd"):
+        importlib.import_module(f"mnistlab.cli.{module}")
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -126,6 +126,15 @@ def train_command(
     out: Annotated[Path | None, typer.Option(help="Run folder (default: runs/<timestamp>-<model>).")] = None,
     resume: Annotated[Path | None, typer.Option(help="Continue the interrupted run in this folder.")] = None,
     dry_run: Annotated[bool, typer.Option(help="Run a few batches, write nothing, and stop.")] = False,
+    seeds: Annotated[
+        int, typer.Option(help="Train once per seed (seed..seed+N-1), each in OUT/seed-K, plus a summary.")
+    ] = 1,
+    report: Annotated[
+        bool, typer.Option(help="Write the run's HTML report (RUN/report) at the end.")
+    ] = False,
+    tensorboard: Annotated[
+        bool, typer.Option(help="Also write TensorBoard event files (RUN/tensorboard).")
+    ] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print only errors.")] = False,
     nproc: Annotated[
         int | None,
@@ -182,6 +191,11 @@ def train_command(
             },
         },
     )
+    if seeds != 1 or report or tensorboard:
+        from mnistlab.cli.lab_cmd import train_with_extras
+
+        train_with_extras(config, seeds=seeds, report=report, tensorboard=tensorboard)
+        return
     train(config)
 
 

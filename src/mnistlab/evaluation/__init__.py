@@ -1,4 +1,4 @@
-"""Metrics and reports on predictions."""
+"""Metrics and reports on predictions (plots and HTML reports import matplotlib lazily)."""
 
 from mnistlab.evaluation.metrics import classification_report, confusion_matrix
 

@@ -1,0 +1,120 @@
+"""`mnistlab lab NAME` (the lecture's experiments), `mnistlab report RUN_DIR` (a run's HTML report), and the
+extras of `mnistlab train` (--seeds, --report, --tensorboard), which train_cmd hands to :func:`train_with_extras`.
+"""
+
+from __future__ import annotations
+
+import time
+from enum import Enum
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from mnistlab.cli.app import app
+from mnistlab.config import TrainConfig
+from mnistlab.errors import ConfigError
+
+
+class Experiment(str, Enum):
+    preprocessing = "preprocessing"
+    batch_size = "batch-size"
+    loss = "loss"
+    overfitting = "overfitting"
+    models = "models"
+
+
+class LrScaling(str, Enum):
+    none = "none"
+    linear = "linear"
+
+
+@app.command("lab")
+def lab_command(
+    name: Annotated[Experiment, typer.Argument(help="Which experiment to run.")],
+    quick: Annotated[
+        bool, typer.Option(help="Smaller data and fewer epochs/seeds: about 2 minutes on 2 cores.")
+    ] = False,
+    out: Annotated[Path | None, typer.Option(help="Output folder (default: lab/<timestamp>-<name>).")] = None,
+    seed: Annotated[int, typer.Option(help="Random seed (init, split, data order).")] = 0,
+    lr_scaling: Annotated[
+        LrScaling,
+        typer.Option(
+            help="batch-size only: scale the lr linearly with the batch size (full mode shows both)."
+        ),
+    ] = LrScaling.none,
+    threads: Annotated[
+        int | None, typer.Option(help="CPU threads for torch (default: torch's choice).")
+    ] = None,
+) -> None:
+    """Run one of the lecture's experiments; writes figures, report.html/.md, numbers and config.json."""
+    import torch
+
+    from mnistlab.lab import LabOptions, run_experiment
+
+    if threads is not None:
+        torch.set_num_threads(threads)
+    options = LabOptions(quick=quick, out=out, seed=seed, lr_scaling=lr_scaling.value, threads=threads)
+    if options.out is None:
+        from datetime import datetime
+
+        options.out = Path("lab") / f"{datetime.now():%Y%m%d-%H%M%S}-{name.value}"
+    t0 = time.perf_counter()
+    run_experiment(name.value, options)
+    typer.echo(
+        f"lab {name.value}: done in {time.perf_counter() - t0:.0f} s; open {options.out / 'report.html'}"
+    )
+
+
+@app.command("report")
+def report_command(
+    run_dir: Annotated[Path, typer.Argument(help="A run folder written by `mnistlab train`.")],
+    out: Annotated[Path | None, typer.Option(help="Output folder (default: RUN_DIR/report).")] = None,
+    data_dir: Annotated[Path | None, typer.Option(help="Folder with the dataset's IDX files.")] = None,
+) -> None:
+    """Learning curves, confusion matrix, per-class scores and galleries of a run, as one HTML page + PNGs."""
+    from mnistlab.evaluation.report import run_report
+
+    path = run_report(run_dir, out=out, data_dir=data_dir)
+    typer.echo(f"report: {path}")
+
+
+def train_with_extras(
+    config: TrainConfig, *, seeds: int = 1, report: bool = False, tensorboard: bool = False
+) -> None:
+    """Train ``config`` once or once per seed, with TensorBoard events and/or the HTML report per run."""
+    from mnistlab.lab.repeat import format_mean_std, train_seeds
+    from mnistlab.lab.tensorboard import TensorBoardLogger, check_tensorboard
+    from mnistlab.training.fit import default_run_dir, fit
+
+    if tensorboard:
+        check_tensorboard()  # fail before training, not after
+    if config.dry_run and (seeds != 1 or report):
+        raise ConfigError("--dry-run writes nothing, so it cannot be combined with --seeds or --report")
+    loggers: list = []
+
+    def callbacks_for(run_dir: Path) -> list:
+        if not tensorboard or config.dry_run:
+            return []
+        loggers.append(TensorBoardLogger(run_dir / "tensorboard"))
+        return [loggers[-1]]
+
+    def after_run(run) -> None:
+        for logger in loggers:
+            logger.close()
+        loggers.clear()
+        if report and run.path is not None:
+            from mnistlab.evaluation.report import run_report
+
+            typer.echo(f"report: {run_report(run.path)}")
+
+    if seeds == 1:
+        config.out = config.out or str(default_run_dir(config))
+        run = fit(config, callbacks=callbacks_for(Path(config.out)))
+        after_run(run)
+        return
+    summary = train_seeds(config, seeds, callbacks_for=callbacks_for, after_run=after_run)
+    typer.echo(
+        f"{seeds} seeds: test accuracy {format_mean_std(summary['test_accuracy'], 100)} %, "
+        f"training {format_mean_std(summary['train_seconds'], 1)} s per run; summary in {summary['out']}"
+    )

@@ -1,0 +1,98 @@
+"""Matplotlib figures for reports and lab experiments, drawn with the non-interactive Agg backend.
+
+Every function returns a ``Figure``; :func:`save_figure` writes it as a PNG (atomically) and closes it. The
+Agg backend is selected on the figure itself (``FigureCanvasAgg``), so importing this module changes no
+global matplotlib state and never opens a window.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+DPI = 80  # small PNGs (docs keep each under 150 KB) that still read well in a browser
+
+
+def new_figure(ncols: int = 1, nrows: int = 1, size: tuple[float, float] = (6.4, 4.0)) -> tuple[Figure, list]:
+    """A figure with an Agg canvas and a flat list of axes (row-major)."""
+    fig = Figure(figsize=(size[0] * ncols, size[1] * nrows), dpi=DPI, layout="constrained")
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(nrows, ncols, squeeze=False)
+    return fig, [ax for row in axes for ax in row]
+
+
+def save_figure(fig: Figure, path: str | Path) -> Path:
+    """Write ``fig`` as PNG to ``path`` (temp file + os.replace) and return the path."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".png.tmp")
+    os.close(fd)
+    try:
+        fig.savefig(tmp, format="png", dpi=DPI)
+        os.chmod(tmp, 0o644)  # mkstemp creates 0600
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return path
+
+
+def learning_curves(history: Sequence[dict]) -> Figure:
+    """Train/val loss (left) and accuracy in % (right) per epoch, from metrics.jsonl records."""
+    fig, (ax_loss, ax_acc) = new_figure(2)
+    epochs = [h["epoch"] for h in history]
+    for key, label, style in (("train", "train", "o-"), ("val", "validation", "s--")):
+        if all(f"{key}_loss" in h for h in history):
+            ax_loss.plot(epochs, [h[f"{key}_loss"] for h in history], style, label=label)
+            ax_acc.plot(epochs, [100 * h[f"{key}_accuracy"] for h in history], style, label=label)
+    ax_loss.set(xlabel="epoch", ylabel="cross-entropy loss (nats/image)", title="Loss")
+    ax_acc.set(xlabel="epoch", ylabel="accuracy (%)", title="Accuracy")
+    for ax in (ax_loss, ax_acc):
+        ax.grid(alpha=0.3)
+        ax.legend()
+    return fig
+
+
+def confusion_heatmap(matrix: Sequence[Sequence[int]], title: str = "Confusion matrix") -> Figure:
+    """Counts per (true, predicted) pair; colour is log-scaled so that the rare mistakes stay visible."""
+    from matplotlib.colors import LogNorm
+
+    cm = np.asarray(matrix)
+    fig, (ax,) = new_figure(size=(6.4, 5.6))
+    image = ax.imshow(cm + 1, cmap="Blues", norm=LogNorm(vmin=1, vmax=cm.max() + 1))
+    n = cm.shape[0]
+    for i in range(n):
+        for j in range(n):
+            color = "white" if cm[i, j] > cm.max() / 4 else "black"
+            ax.text(j, i, str(cm[i, j]), ha="center", va="center", fontsize=8, color=color)
+    ax.set(
+        xticks=range(n),
+        yticks=range(n),
+        xlabel="predicted label",
+        ylabel="true label",
+        title=f"{title} ({cm.sum():,} images)",
+    )
+    fig.colorbar(image, ax=ax, label="images (count + 1, log scale)")
+    return fig
+
+
+def image_gallery(images: np.ndarray, captions: Sequence[str], title: str, columns: int = 8) -> Figure:
+    """A grid of 28x28 images (uint8, 0-255) with a caption under each."""
+    n = max(len(images), 1)
+    rows = -(-n // columns)
+    fig = Figure(figsize=(1.3 * columns, 1.55 * rows + 0.4), dpi=DPI, layout="constrained")
+    FigureCanvasAgg(fig)
+    fig.suptitle(title)
+    axes = fig.subplots(rows, columns, squeeze=False).ravel()
+    for ax in axes:
+        ax.axis("off")
+    for ax, image, caption in zip(axes, images, captions, strict=False):
+        ax.imshow(image, cmap="gray_r", vmin=0, vmax=255)
+        ax.set_title(caption, fontsize=8)
+    return fig

@@ -1,0 +1,239 @@
+"""Self-contained reports: one ``report.html`` (figures embedded as base64 PNG) plus ``report.md``.
+
+A :class:`Report` is built from blocks in reading order: figures first, then short text and tables, so that
+a learner sees the result before the explanation. :func:`run_report` builds the report of a training run.
+"""
+
+from __future__ import annotations
+
+import base64
+import csv
+import html
+import io
+import json
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from mnistlab.evaluation import plots
+from mnistlab.evaluation.metrics import classification_report
+
+_STYLE = """
+body { font-family: system-ui, sans-serif; max-width: 1000px; margin: 2em auto; padding: 0 1em;
+       color: #222; line-height: 1.5; }
+img { max-width: 100%; border: 1px solid #ddd; }
+figure { margin: 1.5em 0; } figcaption { color: #555; font-size: 0.95em; }
+table { border-collapse: collapse; margin: 1em 0; font-size: 0.95em; }
+th, td { border: 1px solid #ccc; padding: 0.25em 0.7em; text-align: right; }
+th { background: #f3f3f3; } td:first-child, th:first-child { text-align: left; }
+code { background: #f3f3f3; padding: 0 0.2em; }
+"""
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        f.write(text)
+    os.chmod(tmp, 0o644)  # mkstemp creates 0600; reports are meant to be shared
+    os.replace(tmp, path)
+
+
+def write_json(path: Path, data: object) -> None:
+    write_text_atomic(path, json.dumps(data, indent=2) + "\n")
+
+
+def write_csv(path: Path, rows: list[dict]) -> None:
+    """Rows of dicts with the same keys -> CSV, header from the first row's keys."""
+    buffer = io.StringIO()
+    if rows:
+        writer = csv.DictWriter(buffer, fieldnames=list(rows[0]), lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows)
+    write_text_atomic(path, buffer.getvalue())
+
+
+@dataclass
+class Report:
+    title: str
+    blocks: list[tuple[str, object]] = field(default_factory=list)
+
+    def figure(self, path: Path, caption: str) -> Report:
+        self.blocks.append(("figure", (Path(path), caption)))
+        return self
+
+    def text(self, paragraph: str) -> Report:
+        """A paragraph; `code` spans are the only markup (rendered in both HTML and Markdown)."""
+        self.blocks.append(("text", paragraph))
+        return self
+
+    def heading(self, text: str) -> Report:
+        self.blocks.append(("heading", text))
+        return self
+
+    def table(self, headers: list[str], rows: list[list[object]]) -> Report:
+        self.blocks.append(("table", (headers, rows)))
+        return self
+
+    def write(self, out_dir: Path) -> tuple[Path, Path]:
+        """Write report.html and report.md into ``out_dir``; figure paths are relative to it in the .md."""
+        out_dir = Path(out_dir)
+        html_path, md_path = out_dir / "report.html", out_dir / "report.md"
+        write_text_atomic(html_path, self.to_html())
+        write_text_atomic(md_path, self.to_markdown(out_dir))
+        return html_path, md_path
+
+    def to_html(self) -> str:
+        parts = [
+            "<!doctype html><html lang='en'><head><meta charset='utf-8'>",
+            f"<title>{html.escape(self.title)}</title><style>{_STYLE}</style></head><body>",
+            f"<h1>{html.escape(self.title)}</h1>",
+        ]
+        for kind, content in self.blocks:
+            if kind == "figure":
+                path, caption = content  # type: ignore[misc]
+                data = base64.b64encode(Path(path).read_bytes()).decode("ascii")
+                parts.append(
+                    f"<figure><img alt='{html.escape(caption)}' src='data:image/png;base64,{data}'>"
+                    f"<figcaption>{_inline_html(caption)}</figcaption></figure>"
+                )
+            elif kind == "text":
+                parts.append(f"<p>{_inline_html(str(content))}</p>")
+            elif kind == "heading":
+                parts.append(f"<h2>{html.escape(str(content))}</h2>")
+            elif kind == "table":
+                headers, rows = content  # type: ignore[misc]
+                head = "".join(f"<th>{html.escape(str(h))}</th>" for h in headers)
+                body = "".join(
+                    "<tr>" + "".join(f"<td>{html.escape(_fmt(v))}</td>" for v in row) + "</tr>"
+                    for row in rows
+                )
+                parts.append(f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>")
+        parts.append("</body></html>")
+        return "\n".join(parts)
+
+    def to_markdown(self, out_dir: Path) -> str:
+        lines = [f"# {self.title}", ""]
+        for kind, content in self.blocks:
+            if kind == "figure":
+                path, caption = content  # type: ignore[misc]
+                rel = os.path.relpath(path, out_dir)
+                lines += [f"![{caption}]({rel})", "", f"*{caption}*", ""]
+            elif kind == "text":
+                lines += [str(content), ""]
+            elif kind == "heading":
+                lines += [f"## {content}", ""]
+            elif kind == "table":
+                headers, rows = content  # type: ignore[misc]
+                lines.append("| " + " | ".join(str(h) for h in headers) + " |")
+                lines.append("|" + "---|" * len(headers))
+                lines += ["| " + " | ".join(_fmt(v) for v in row) + " |" for row in rows]
+                lines.append("")
+        return "\n".join(lines)
+
+
+def _fmt(value: object) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return "" if value is None else str(value)
+
+
+def _inline_html(text: str) -> str:
+    """Escape, then turn `code` spans into <code>."""
+    pieces = html.escape(text).split("`")
+    return "".join(f"<code>{p}</code>" if i % 2 else p for i, p in enumerate(pieces))
+
+
+# ---- the report of a training run ------------------------------------------------------------------------
+GALLERY_SIZE = 16  # images per gallery
+
+
+def run_report(
+    run_dir: str | Path, out: str | Path | None = None, data_dir: str | Path | None = None
+) -> Path:
+    """Build the report of a finished run folder; returns the path of report.html.
+
+    Scores the run's test split with :meth:`Run.predict` on the raw test images (this *reports* the test
+    set; nothing is selected on it). Writes into ``out`` (default: ``RUN_DIR/report``): learning_curves.png,
+    confusion_matrix.png, mistakes.png, unsure_correct.png, per_class.csv, report.json, report.html/.md.
+    """
+    from mnistlab.data import load_dataset
+    from mnistlab.training.run import load_run
+
+    run = load_run(run_dir)
+    out_dir = Path(out) if out else Path(run_dir) / "report"
+    cfg = run.config.data
+    arrays = load_dataset(cfg.dataset, data_dir or cfg.data_dir, download=cfg.download, progress=False)
+    images = arrays.test_images  # uint8 (N, 28, 28)
+    labels = torch.from_numpy(arrays.test_labels).long()
+    probs = run.predict(images)  # (N, 10)
+    confidence, predicted = probs.max(dim=1)
+    result = classification_report(predicted, labels, num_classes=probs.shape[1])
+    accuracy = (predicted == labels).double().mean().item()
+    cm = result["confusion_matrix"]
+
+    report = Report(f"Run report: {Path(run_dir).name}")
+    if run.history:
+        fig = plots.learning_curves(run.history)
+        report.figure(plots.save_figure(fig, out_dir / "learning_curves.png"), "Loss and accuracy per epoch.")
+    report.figure(
+        plots.save_figure(
+            plots.confusion_heatmap(cm, "Test confusion matrix"), out_dir / "confusion_matrix.png"
+        ),
+        "Rows: true digit; columns: what the model said. Off-diagonal cells are mistakes.",
+    )
+    wrong = torch.nonzero(predicted != labels).flatten()
+    wrong = wrong[confidence[wrong].argsort(descending=True)][:GALLERY_SIZE]
+    right = torch.nonzero(predicted == labels).flatten()
+    right = right[confidence[right].argsort()][:GALLERY_SIZE]
+    galleries = (
+        (wrong, "mistakes.png", "Most confident mistakes", "the model was sure and wrong."),
+        (right, "unsure_correct.png", "Least confident correct answers", "right, but only just."),
+    )
+    gallery_rows = {}
+    for index, name, title, caption in galleries:
+        idx = index.tolist()
+        captions = [f"true {labels[i]} → {predicted[i]}\np={confidence[i]:.2f}" for i in idx]
+        fig = plots.image_gallery(images[idx] if idx else np.zeros((0, 28, 28)), captions, title)
+        report.figure(
+            plots.save_figure(fig, out_dir / name), f"{title}: {caption} (p = the model's probability)"
+        )
+        gallery_rows[name.removesuffix(".png")] = [
+            {
+                "index": i,
+                "true": int(labels[i]),
+                "predicted": int(predicted[i]),
+                "probability": float(confidence[i]),
+            }
+            for i in idx
+        ]
+    s = run.summary
+    report.text(
+        f"Test accuracy {100 * accuracy:.2f} % on {len(labels):,} images "
+        f"({int((predicted != labels).sum()):,} mistakes), macro F1 {result['macro_f1']:.4f}. "
+        f"Model `{run.config.model.name}`, {s.get('epochs_run', '?')} epochs, best epoch by validation "
+        f"{s.get('best_epoch', '?')}. The test set was not used to choose anything."
+    )
+    report.heading("Per-class precision, recall and F1")
+    report.text(
+        "Precision: of the images called digit d, the share that were d. Recall: of the d's, the share found."
+    )
+    per_class = result["per_class"]
+    report.table(
+        ["digit", "precision", "recall", "F1", "images"],
+        [
+            [c["class"], f"{c['precision']:.4f}", f"{c['recall']:.4f}", f"{c['f1']:.4f}", c["support"]]
+            for c in per_class
+        ],
+    )
+    write_csv(out_dir / "per_class.csv", per_class)
+    write_json(
+        out_dir / "report.json",
+        {"run": str(run_dir), "test_accuracy": accuracy, "images": len(labels)} | result | gallery_rows,
+    )
+    html_path, _ = report.write(out_dir)
+    return html_path

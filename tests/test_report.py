@@ -1,0 +1,90 @@
+"""`mnistlab report` on a real (tiny) run, and the --seeds aggregation."""
+
+from __future__ import annotations
+
+import json
+import math
+import statistics
+
+import pytest
+
+from mnistlab.api import train
+from mnistlab.cli.app import main
+from mnistlab.lab.repeat import aggregate, summarise_runs
+
+
+def test_report_of_a_tiny_run(tiny_config, tmp_path):
+    run = train(tiny_config)
+    with pytest.raises(SystemExit) as exit_info:  # through the CLI: `mnistlab report RUN --out DIR`
+        main(["report", str(run.path), "--out", str(tmp_path / "report")])
+    assert exit_info.value.code == 0
+    html = tmp_path / "report" / "report.html"
+    numbers = json.loads((tmp_path / "report" / "report.json").read_text())
+    cm = numbers["confusion_matrix"]
+    assert sum(map(sum, cm)) == numbers["images"] == 10_000
+    # the report's accuracy is the confusion matrix's diagonal, and equals the run's own (single) test score
+    assert math.isclose(sum(cm[i][i] for i in range(10)) / 10_000, numbers["test_accuracy"])
+    assert math.isclose(numbers["test_accuracy"], run.summary["test_accuracy"], abs_tol=1e-4)
+    for name in (
+        "learning_curves.png",
+        "confusion_matrix.png",
+        "mistakes.png",
+        "unsure_correct.png",
+        "per_class.csv",
+    ):
+        assert (tmp_path / "report" / name).is_file(), name
+    # mistakes gallery: wrong answers, most confident first
+    mistakes = numbers["mistakes"]
+    assert mistakes and all(m["true"] != m["predicted"] for m in mistakes)
+    assert [m["probability"] for m in mistakes] == sorted((m["probability"] for m in mistakes), reverse=True)
+    assert all(u["true"] == u["predicted"] for u in numbers["unsure_correct"])
+    text = html.read_text()
+    assert text.count("data:image/png;base64,") == 4 and "src='http" not in text
+
+
+def test_aggregate_mean_and_sample_std():
+    stats = aggregate([0.97, 0.98, 0.99])
+    assert math.isclose(stats["mean"], 0.98)
+    assert math.isclose(stats["std"], 0.01)  # sqrt(((0.01)^2 * 2) / (3 - 1))
+    assert aggregate([0.5])["std"] == 0.0
+    with pytest.raises(ValueError):
+        aggregate([])
+
+
+def test_summarise_runs(tiny_config):
+    runs = [
+        {"seed": 3, "test_accuracy": 0.9, "train_seconds": 10.0, "epochs_run": 2, "best_epoch": 2},
+        {"seed": 4, "test_accuracy": 0.8, "train_seconds": 14.0, "epochs_run": 2, "best_epoch": 1},
+    ]
+    summary = summarise_runs(runs, tiny_config)
+    assert summary["seeds"] == [3, 4]
+    assert math.isclose(summary["test_accuracy"]["mean"], 0.85)
+    assert math.isclose(summary["test_accuracy"]["std"], statistics.stdev([0.9, 0.8]))
+    assert math.isclose(summary["seconds_per_epoch"]["mean"], 6.0)
+
+
+def test_train_seeds_writes_one_folder_per_seed(tmp_path, capsys):
+    args = [
+        "--model",
+        "mlp",
+        "--hidden",
+        "64",
+        "--train-subset",
+        "500",
+        "--val-size",
+        "1000",
+        "--epochs",
+        "1",
+    ]
+    with pytest.raises(SystemExit) as exit_info:  # `mnistlab train --seeds 2 --seed 5`
+        main(["train", *args, "--seed", "5", "--seeds", "2", "--out", str(tmp_path / "seeds"), "-q"])
+    assert exit_info.value.code == 0
+    summary = json.loads((tmp_path / "seeds" / "summary.json").read_text())
+    assert summary["seeds"] == [5, 6]
+    per_seed = [json.loads((tmp_path / "seeds" / f"seed-{k}" / "summary.json").read_text()) for k in (5, 6)]
+    assert [s["seed"] for s in per_seed] == [5, 6]
+    assert math.isclose(
+        summary["test_accuracy"]["mean"], statistics.fmean(s["test_accuracy"] for s in per_seed)
+    )
+    assert (tmp_path / "seeds" / "summary.md").is_file()
+    assert "2 seeds: test accuracy" in capsys.readouterr().out
