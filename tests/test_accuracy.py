@@ -1,7 +1,8 @@
 """Real-MNIST accuracy floors with a bounded budget (each well under a minute on 2 cores).
 
-These use the models' own recipes with fewer epochs than the defaults, so they guard against regressions in
-the data path, preprocessing, models and optimisation without the cost of full runs (see BENCHMARKS.md).
+These use the models' own recipes (the cnn's default is already one epoch; the mlp gets fewer epochs), so
+they guard against regressions in the data path, preprocessing, models and optimisation without the cost of
+full runs (see BENCHMARKS.md).
 """
 
 from __future__ import annotations

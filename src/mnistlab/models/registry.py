@@ -38,7 +38,7 @@ def _lenet_wide(hidden: Sequence[int] | None, dropout: float | None, width: floa
 
 
 def _cnn(hidden: Sequence[int] | None, dropout: float | None, width: float) -> nn.Module:
-    return FastCNN(channels=_scale((24, 32, 64), width), dropout=dropout or 0.0)
+    return FastCNN(channels=_scale((16, 32, 64), width), dropout=dropout or 0.0)
 
 
 def _pytorch_example(hidden: Sequence[int] | None, dropout: float | None, width: float) -> nn.Module:
