@@ -50,17 +50,21 @@ def _restore_torch_threads():
     torch.set_num_threads(before)
 
 
-@pytest.fixture
-def tiny_config(tmp_path) -> TrainConfig:
-    """An MLP on 2,000 real MNIST images for one epoch: seconds, but exercises the whole pipeline."""
+def tiny_mlp_config(out: Path) -> TrainConfig:
+    """An MLP (64 hidden) on 2,000 real MNIST images for one epoch: seconds, but the whole pipeline."""
     cfg = recipe("mlp")
     cfg.model.hidden = (64,)
     cfg.data.train_subset = 2000
     cfg.data.val_size = 1000
     cfg.epochs = 1
     cfg.quiet = True
-    cfg.out = str(tmp_path / "run")
+    cfg.out = str(out)
     return cfg
+
+
+@pytest.fixture
+def tiny_config(tmp_path) -> TrainConfig:
+    return tiny_mlp_config(tmp_path / "run")
 
 
 # ---- app: one small trained run shared by the app tests (predict, serve, export) -----------------------------
@@ -71,12 +75,6 @@ def app_run(tmp_path_factory):
     """An MLP (64 hidden) trained 1 epoch on 2,000 real MNIST images: a few seconds, ~85-90 % accurate."""
     from mnistlab.api import load_run, train
 
-    cfg = recipe("mlp")
-    cfg.model.hidden = (64,)
-    cfg.data.train_subset = 2000
-    cfg.data.val_size = 1000
-    cfg.epochs = 1
-    cfg.quiet = True
-    cfg.out = str(tmp_path_factory.mktemp("app") / "run")
+    cfg = tiny_mlp_config(tmp_path_factory.mktemp("app") / "run")
     train(cfg)
     return load_run(cfg.out)
