@@ -172,7 +172,6 @@ def _fit(
         + (f", run folder {run_dir}" if run_dir else " (dry run: nothing is written)")
     )
 
-    train_seconds = 0.0
     max_steps = config.dry_run_batches if config.dry_run else config.max_steps
     last_epoch = config.epochs if not config.dry_run else 1
     for epoch in range(start_epoch, last_epoch + 1):
@@ -193,7 +192,6 @@ def _fit(
         train_stats = distributed.reduce_train_stats(train_stats, ctx)  # global loss and accuracy
         distributed.broadcast_buffers(model, ctx)  # every rank now holds rank 0's model
         seconds = time.perf_counter() - t0
-        train_seconds += seconds
         if not math.isfinite(train_stats["loss"]):
             _fail(
                 run_dir,
@@ -230,7 +228,9 @@ def _fit(
         "best_epoch": stopper.best_epoch or len(history),
         "best_val_accuracy": max((h["val_accuracy"] for h in history if "val_accuracy" in h), default=None),
         "best_val_loss": min((h["val_loss"] for h in history if "val_loss" in h), default=None),
-        "train_seconds": round(sum(h["seconds"] for h in history) if history else train_seconds, 3),
+        "train_seconds": round(
+            sum(h["seconds"] for h in history), 3
+        ),  # history holds every epoch, resumed ones too
         "environment": env,
     }
     if not config.dry_run:
