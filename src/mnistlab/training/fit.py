@@ -228,9 +228,8 @@ def _fit(
         "best_epoch": stopper.best_epoch or len(history),
         "best_val_accuracy": max((h["val_accuracy"] for h in history if "val_accuracy" in h), default=None),
         "best_val_loss": min((h["val_loss"] for h in history if "val_loss" in h), default=None),
-        "train_seconds": round(
-            sum(h["seconds"] for h in history), 3
-        ),  # history holds every epoch, resumed ones too
+        # history holds every epoch trained, including those before a resume
+        "train_seconds": round(sum(h["seconds"] for h in history), 3),
         "environment": env,
     }
     if not config.dry_run:
