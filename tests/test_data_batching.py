@@ -82,3 +82,15 @@ def test_to_device_and_len() -> None:
     assert len(data) == 5
     with pytest.raises(ValueError):
         TensorSplit(torch.zeros(3, 1, 28, 28), torch.zeros(2, dtype=torch.long))
+
+
+@pytest.mark.parametrize("drop_last", [False, True])
+def test_batches_across_gather_chunks_follow_the_permutation(drop_last: bool) -> None:
+    """Shuffled batches are gathered a chunk (~2,048 images) at a time; the order must not depend on that."""
+    data = make_split(5000)
+    order = torch.randperm(5000, generator=torch.Generator().manual_seed(5)).tolist()
+    batches = list(
+        data.batches(96, shuffle=True, generator=torch.Generator().manual_seed(5), drop_last=drop_last)
+    )
+    assert [len(y) for _, y in batches] == [96] * 52 + ([] if drop_last else [8])
+    assert seen(batches) == (order[: 52 * 96] if drop_last else order)

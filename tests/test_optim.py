@@ -81,3 +81,10 @@ def test_cosine_schedule_ends_at_final_fraction():
     assert f(0) == 1.0 and f(100) == pytest.approx(0.1) and f(50) == pytest.approx(0.55)
     assert all(f(s) >= f(s + 1) for s in range(100))
     assert not math.isnan(f(200))
+
+
+@pytest.mark.parametrize("name", ["sgd", "adam", "adamw"])
+def test_cpu_optimisers_use_the_fused_kernels(name):
+    """The fused implementation is the fast path on CPU; a fallback to per-tensor ops would cost ~20 %."""
+    opt = build_optimizer(nn.Linear(3, 2), OptimConfig(optimizer=name, lr=1e-3))
+    assert opt.defaults["fused"] is True

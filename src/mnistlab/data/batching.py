@@ -50,6 +50,9 @@ def _shard_order(order: torch.Tensor, rank: int, world: int) -> torch.Tensor:
     return order[rank::world]
 
 
+_GATHER_CHUNK = 2048  # images gathered at once when shuffling (see TensorSplit._gathers)
+
+
 @dataclass
 class TensorSplit:
     images: torch.Tensor  # float32 (N, 1, 28, 28), already preprocessed
@@ -108,14 +111,18 @@ class TensorSplit:
     def _gathers(
         self, order: torch.Tensor, batch_size: int, drop_last: bool
     ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        """Batches in ``order``: one gather of the whole split per epoch, then contiguous views.
+        """Batches in ``order``: one gather per chunk of ~2,048 images, then contiguous views of the chunk.
 
-        Measured on the 2-core CPU box (bench/data_load.py, 55,000 images, batch 128): one index_select
-        per batch costs ~35 ms/epoch when the cores are idle but ~5 s when other processes compete for them
-        (every small parallel gather waits on a descheduled thread); one big gather costs a steady
-        170-320 ms. We take the bounded one; it briefly holds a second copy of the split (172 MB).
+        Measured on the 2-core CPU box (55,000 images of 1x28x28 float32): one ``index_select`` per batch
+        costs ~25 ms/epoch when the cores are idle but ~5 s when other processes compete for them (each
+        small parallel gather waits on a descheduled thread); one gather of the whole split costs 100-300 ms
+        (a fresh 172 MB buffer, page faults included), which was ~15 % of an mlp epoch. Chunks of ~2,048
+        images cost ~20 ms/epoch idle and make only ~27 parallel calls per epoch, so both cases stay cheap.
         """
-        images, labels = self.images.index_select(0, order), self.labels.index_select(0, order)
+        chunk = batch_size * max(1, math.ceil(_GATHER_CHUNK / batch_size))  # whole batches per chunk
         stop = len(order) - len(order) % batch_size if drop_last else len(order)
-        for start in range(0, stop, batch_size):
-            yield images[start : start + batch_size], labels[start : start + batch_size]
+        for first in range(0, stop, chunk):
+            rows = order[first : min(first + chunk, stop)]
+            images, labels = self.images.index_select(0, rows), self.labels.index_select(0, rows)
+            for start in range(0, len(rows), batch_size):
+                yield images[start : start + batch_size], labels[start : start + batch_size]
