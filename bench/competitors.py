@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import time
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -50,12 +51,20 @@ def _test_accuracy(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, bat
 
 
 def pytorch_example(
-    data: Arrays, *, max_epochs: int, max_steps: int | None = None, target: float = 0.99, seed: int = 1
+    data: Arrays,
+    *,
+    max_epochs: int,
+    max_steps: int | None = None,
+    target: float = 0.99,
+    seed: int = 1,
+    between_epochs: Callable[[int], None] | None = None,
 ) -> dict:
     """Train until the test accuracy after an epoch is >= ``target`` or ``max_epochs`` have run.
 
     Returns per-epoch (train seconds, test accuracy), the cumulative training seconds at the first epoch that
-    reached the target (None if none did) and training throughput in images/s.
+    reached the target (None if none did) and training throughput in images/s. ``between_epochs(epoch)`` runs
+    after each epoch, outside the timed part: the harness interleaves other contenders there, so that a slow
+    phase of a shared machine hits all of them alike.
     """
     torch.manual_seed(seed)  # the example's default --seed 1
     x_train, y_train = _example_tensors(data.train_images), torch.from_numpy(data.train_labels).long()
@@ -85,6 +94,9 @@ def pytorch_example(
         epochs.append({"epoch": epoch, "seconds": round(seconds, 3), "test_accuracy": accuracy})
         if accuracy >= target:
             time_to_target = round(train_seconds, 3)
+        if between_epochs is not None:
+            between_epochs(epoch)
+        if time_to_target is not None:
             break
     return {
         "name": "pytorch/examples mnist recipe",

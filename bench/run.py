@@ -9,6 +9,7 @@ It measures, on the same machine and in the same run:
   (c) mnistlab's cnn and mlp recipes through ``mnistlab.train`` (the code path users get): test accuracy
       mean +- std over seeds, median training time (``summary["train_seconds"]``: first batch to last
       optimiser step of every epoch, data already loaded, validation/test scoring excluded);
+the cnn seeds are interleaved with the example's epochs and the mlp seeds with scikit-learn's fit;
 plus training throughput against the FP32 peak, inference latency and throughput, and data loading time.
 It writes a JSON result and prints Markdown tables with the targets and whether each is met.
 """
@@ -77,40 +78,40 @@ TARGETS = {
 
 
 # ---- the contenders ----------------------------------------------------------------------------------------
-def run_recipe(name: str, suite: Suite, data: Arrays, workdir: Path, peak_gflops: float) -> dict:
-    """Train mnistlab's ``name`` recipe once per seed through mnistlab.train; keep the first run for inference."""
-    runs, first = [], None
-    for seed in range(suite.seeds):
-        cfg = mnistlab.recipe(name)
-        cfg.seed, cfg.quiet, cfg.progress = seed, True, False
-        cfg.out = str(workdir / f"{name}-seed{seed}")
-        if suite.train_subset is not None:
-            cfg.data.train_subset = suite.train_subset
-        if suite.val_size is not None:
-            cfg.data.val_size = suite.val_size
-        if suite.max_steps is not None:
-            # Smoke: dry_run trains max_steps batches, scores a slice of validation and skips the 10,000-image
-            # test pass; we score the (subset) test images ourselves so the row still has an accuracy.
-            cfg.dry_run, cfg.dry_run_batches = True, suite.max_steps
-        run = mnistlab.train(cfg)
-        n_train = suite.train_subset or 60_000 - cfg.data.val_size
-        images = sum(min(h["steps"] * cfg.batch_size, n_train) for h in run.history)
-        test_accuracy = run.summary.get("test_accuracy")
-        if test_accuracy is None:
-            predicted = run.predict(torch.from_numpy(data.test_images)).argmax(1).numpy()
-            test_accuracy = float((predicted == data.test_labels).mean())
-        runs.append(
-            {
-                "seed": seed,
-                "test_accuracy": test_accuracy,
-                "best_val_accuracy": run.summary["best_val_accuracy"],
-                "train_seconds": run.summary["train_seconds"],
-                "epochs": run.summary["epochs_run"],
-                "train_images": n_train,
-                "images": images,  # images trained on, all epochs
-            }
-        )
-        first = first or run
+def train_seed(name: str, seed: int, suite: Suite, data: Arrays, workdir: Path) -> tuple[dict, mnistlab.Run]:
+    """Train mnistlab's ``name`` recipe once, through mnistlab.train (the code path users get)."""
+    cfg = mnistlab.recipe(name)
+    cfg.seed, cfg.quiet, cfg.progress = seed, True, False
+    cfg.out = str(workdir / f"{name}-seed{seed}")
+    if suite.train_subset is not None:
+        cfg.data.train_subset = suite.train_subset
+    if suite.val_size is not None:
+        cfg.data.val_size = suite.val_size
+    if suite.max_steps is not None:
+        # Smoke: dry_run trains max_steps batches, scores a slice of validation and skips the 10,000-image
+        # test pass; we score the (subset) test images ourselves so the row still has an accuracy.
+        cfg.dry_run, cfg.dry_run_batches = True, suite.max_steps
+    run = mnistlab.train(cfg)
+    n_train = suite.train_subset or 60_000 - cfg.data.val_size
+    images = sum(min(h["steps"] * cfg.batch_size, n_train) for h in run.history)
+    test_accuracy = run.summary.get("test_accuracy")
+    if test_accuracy is None:
+        predicted = run.predict(torch.from_numpy(data.test_images)).argmax(1).numpy()
+        test_accuracy = float((predicted == data.test_labels).mean())
+    record = {
+        "seed": seed,
+        "test_accuracy": test_accuracy,
+        "best_val_accuracy": run.summary["best_val_accuracy"],
+        "train_seconds": run.summary["train_seconds"],
+        "epochs": run.summary["epochs_run"],
+        "train_images": n_train,
+        "images": images,  # images trained on, all epochs
+    }
+    return record, run
+
+
+def summarise(name: str, runs: list[dict], first: mnistlab.Run, peak_gflops: float) -> dict:
+    """Accuracy mean +- std over the seeds, median training time, throughput against the FP32 peak."""
     accuracies = [r["test_accuracy"] for r in runs]
     seconds = [r["train_seconds"] for r in runs]
     flops = 3 * flops_per_image(first.model)
@@ -127,6 +128,35 @@ def run_recipe(name: str, suite: Suite, data: Arrays, workdir: Path, peak_gflops
         "percent_of_peak": 100 * throughput * flops / (peak_gflops * 1e9),
         "run": first,
     }
+
+
+class Seeds:
+    """mnistlab's runs of one recipe, trained one seed at a time whenever the harness calls :meth:`next`."""
+
+    def __init__(self, name: str, suite: Suite, data: Arrays, workdir: Path, log) -> None:
+        self.name, self.suite, self.data, self.workdir, self.log = name, suite, data, workdir, log
+        self.runs: list[dict] = []
+        self.first: mnistlab.Run | None = None
+
+    def next(self) -> None:
+        if len(self.runs) >= self.suite.seeds:
+            return
+        seed = len(self.runs)
+        self.log(f"mnistlab {self.name} seed {seed} ...")
+        # mnistlab.train seeds torch's global generator; keep the interleaved contender's random stream intact.
+        rng = torch.get_rng_state()
+        try:
+            record, run = train_seed(self.name, seed, self.suite, self.data, self.workdir)
+        finally:
+            torch.set_rng_state(rng)
+        self.runs.append(record)
+        self.first = self.first or run
+
+    def finish(self, peak_gflops: float) -> dict:
+        while len(self.runs) < self.suite.seeds:
+            self.next()
+        assert self.first is not None
+        return summarise(self.name, self.runs, self.first, peak_gflops)
 
 
 def inference(results: dict, data: Arrays, suite: Suite) -> dict:
@@ -313,19 +343,30 @@ def run_suite(suite: Suite, threads: int, flops_per_cycle: int, data_dir: str | 
         "warm_s": timing["warm (decoded cache)"][0],
     }
     data = _subset(load_dataset("mnist", data_dir, progress=False), suite)
-    print(f"[{time.perf_counter() - started:5.0f} s] pytorch example ...", file=sys.stderr, flush=True)
-    res["pytorch_example"] = pytorch_example(
-        data, max_epochs=suite.example_max_epochs, max_steps=suite.max_steps
-    )
-    print(f"[{time.perf_counter() - started:5.0f} s] sklearn ...", file=sys.stderr, flush=True)
-    res["sklearn"] = sklearn_mlp(data, max_iter=suite.sklearn_max_iter)
+
+    def log(message: str) -> None:
+        print(f"[{time.perf_counter() - started:5.0f} s] {message}", file=sys.stderr, flush=True)
+
     peak = res["machine"]["peak_fp32_gflops"]
+    # Contenders are interleaved, not run one after another: on a shared machine the speed of the cores
+    # drifts by tens of percent over minutes, and a ratio of two blocks run minutes apart would measure that
+    # drift. One cnn seed runs after each epoch of the pytorch example (outside its timed part), and
+    # scikit-learn's fit sits between the mlp seeds.
     with tempfile.TemporaryDirectory(prefix="mnistlab-bench-") as tmp:
-        for name in ("cnn", "mlp"):
-            print(
-                f"[{time.perf_counter() - started:5.0f} s] mnistlab {name} ...", file=sys.stderr, flush=True
-            )
-            res[name] = run_recipe(name, suite, data, Path(tmp), peak)
+        cnn, mlp = (Seeds(name, suite, data, Path(tmp), log) for name in ("cnn", "mlp"))
+        log("pytorch example, interleaved with the cnn seeds ...")
+        res["pytorch_example"] = pytorch_example(
+            data,
+            max_epochs=suite.example_max_epochs,
+            max_steps=suite.max_steps,
+            between_epochs=lambda _epoch: cnn.next(),
+        )
+        res["cnn"] = cnn.finish(peak)
+        for _ in range(suite.seeds // 2):
+            mlp.next()
+        log("sklearn ...")
+        res["sklearn"] = sklearn_mlp(data, max_iter=suite.sklearn_max_iter)
+        res["mlp"] = mlp.finish(peak)
         res["inference"] = inference(res, data, suite)
     res["targets"] = targets(res)
     res["load_after"] = load_average()
