@@ -1,5 +1,7 @@
 """Loss and update rules against PyTorch as the reference."""
 
+import copy
+import json
 import math
 
 import pytest
@@ -88,3 +90,28 @@ def test_cpu_optimisers_use_the_fused_kernels(name):
     """The fused implementation is the fast path on CPU; a fallback to per-tensor ops would cost ~20 %."""
     opt = build_optimizer(nn.Linear(3, 2), OptimConfig(optimizer=name, lr=1e-3))
     assert opt.defaults["fused"] is True
+
+
+def test_resumed_fused_sgd_on_channels_last_continues_exactly():
+    """Checkpointed momentum buffers come back contiguous; the fused kernel needs the parameter's layout."""
+    from mnistlab.training.checkpoint import optimizer_tensors, restore_optimizer
+
+    torch.manual_seed(0)
+    # Two input channels, so that the NHWC and NCHW orders of the conv weight differ.
+    model = nn.Sequential(nn.Conv2d(2, 4, 3), nn.Flatten(), nn.Linear(4 * 26 * 26, 10))
+    model = model.to(memory_format=torch.channels_last)
+    x = [torch.randn(8, 2, 28, 28).contiguous(memory_format=torch.channels_last) for _ in range(6)]
+    y = torch.randint(0, 10, (6, 8))
+    cfg = OptimConfig(optimizer="sgd", lr=0.1, momentum=0.9, nesterov=True, weight_decay=5e-4)
+    optimizer = build_optimizer(model, cfg)
+    train_one_epoch(model, zip(x[:3], y[:3], strict=True), optimizer)
+    tensors, meta = optimizer_tensors(optimizer)
+    resumed = copy.deepcopy(model)
+    resumed_optimizer = build_optimizer(resumed, cfg)
+    # What a safetensors round trip returns: contiguous copies.
+    contiguous = {k: v.contiguous().clone() for k, v in tensors.items()}
+    restore_optimizer(resumed_optimizer, contiguous, json.loads(json.dumps(meta)))
+    train_one_epoch(model, zip(x[3:], y[3:], strict=True), optimizer)
+    train_one_epoch(resumed, zip(x[3:], y[3:], strict=True), resumed_optimizer)
+    for a, b in zip(model.parameters(), resumed.parameters(), strict=True):
+        assert torch.equal(a, b)

@@ -94,3 +94,17 @@ def restore_optimizer(
     for index, scalars in meta.get("scalars", {}).items():
         state.setdefault(int(index), {}).update(scalars)
     optimizer.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
+    # safetensors stores contiguous tensors, so a channels_last parameter's momentum buffer comes back in
+    # NCHW order. The per-tensor optimisers do not care, but the fused kernels walk parameter, gradient and
+    # buffers as one flat array each and would pair the wrong elements: give every buffer its parameter's
+    # memory layout again.
+    for group in optimizer.param_groups:
+        for param in group["params"]:
+            buffers = optimizer.state.get(param, {})
+            for name, value in buffers.items():
+                if (
+                    isinstance(value, torch.Tensor)
+                    and value.shape == param.shape
+                    and value.stride() != param.stride()
+                ):
+                    buffers[name] = torch.empty_like(param, dtype=value.dtype).copy_(value)
