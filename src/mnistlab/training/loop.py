@@ -79,8 +79,12 @@ def predict_logits(
     model: nn.Module, images: torch.Tensor, batch_size: int = 2000, amp: bool = False
 ) -> torch.Tensor:
     """Logits (N, 10) for preprocessed images (N, 1, 28, 28), in eval mode, batched to bound memory."""
-    model.eval()
+    if model.training:  # eval() walks every submodule: ~60 us, a tenth of a one-image prediction on CPU
+        model.eval()
     device = next(model.parameters()).device
+    if 0 < images.shape[0] <= batch_size:  # one chunk: no list, no concatenation copy
+        with autocast_for(device, amp):
+            return model(images.to(device)).float()
     out = []
     for start in range(0, images.shape[0], batch_size):
         with autocast_for(device, amp):
