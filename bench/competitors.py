@@ -58,6 +58,7 @@ def pytorch_example(
     target: float = 0.99,
     seed: int = 1,
     between_epochs: Callable[[int], None] | None = None,
+    device: str = "cpu",
 ) -> dict:
     """Train until the test accuracy after an epoch is >= ``target`` or ``max_epochs`` have run.
 
@@ -65,12 +66,19 @@ def pytorch_example(
     reached the target (None if none did) and training throughput in images/s. ``between_epochs(epoch)`` runs
     after each epoch, outside the timed part: the harness interleaves other contenders there, so that a slow
     phase of a shared machine hits all of them alike.
+
+    On ``device="cuda"`` it does what the example does there: model and test set on the GPU, each batch copied
+    from (pinned) host memory with ``.to(device)``; its per-10-batch ``loss.item()`` logging is left out, so
+    this version, if anything, runs faster than the original.
     """
     torch.manual_seed(seed)  # the example's default --seed 1
     x_train, y_train = _example_tensors(data.train_images), torch.from_numpy(data.train_labels).long()
     x_test, y_test = _example_tensors(data.test_images), torch.from_numpy(data.test_labels).long()
-    loader = DataLoader(TensorDataset(x_train, y_train), batch_size=64, shuffle=True)
-    model = build_model("pytorch-example")
+    x_test, y_test = x_test.to(device), y_test.to(device)
+    loader = DataLoader(
+        TensorDataset(x_train, y_train), batch_size=64, shuffle=True, pin_memory=device.startswith("cuda")
+    )
+    model = build_model("pytorch-example").to(device)
     optimizer = torch.optim.Adadelta(model.parameters(), lr=1.0)
     scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=1, gamma=0.7)
 
@@ -81,6 +89,7 @@ def pytorch_example(
         for step, (x, y) in enumerate(loader):
             if max_steps is not None and step >= max_steps:
                 break
+            x, y = x.to(device), y.to(device)
             optimizer.zero_grad()
             # The example returns log_softmax and calls nll_loss; cross_entropy on logits is the same loss.
             loss = F.cross_entropy(model(x), y)
@@ -88,6 +97,8 @@ def pytorch_example(
             optimizer.step()
             images += y.shape[0]
         scheduler.step()
+        if device.startswith("cuda"):
+            torch.cuda.synchronize()  # the epoch's time is the GPU's, not the launch queue's
         seconds = time.perf_counter() - t0
         train_seconds += seconds
         accuracy = _test_accuracy(model, x_test, y_test)  # not timed

@@ -1,74 +1,168 @@
-"""Time-to-99 % of mnistlab's default cnn recipe on a CUDA GPU (run through bench/gpu.sh).
+"""Time-to-99 % of mnistlab's default cnn recipe on a CUDA GPU, beside the pytorch/examples recipe in the same run.
 
-The data lives on the device (``prepare_data`` moves the preprocessed splits there once); the epoch loop never
-syncs with the host (loss and accuracy accumulate on the device and are read once at epoch end, which is also
-where each epoch's timer stops, so the time is the GPU's, not just the launch queue's). bf16 autocast and
-channels_last are on by default, ``torch.compile`` is behind ``--compile`` (its compile time is inside the
-first epoch and so inside the reported time).
+Run it through bench/gpu.sh. What it measures:
 
-Training time is ``summary["train_seconds"]``: first batch to last optimiser step, summed over epochs;
-per-epoch validation, checkpoint writing and the single test evaluation are excluded. One short untimed
-warm-up run first initialises CUDA, cuBLAS and cuDNN so that the timed runs do not pay for it.
+- **mnistlab cnn recipe**, one run per seed: ``summary["train_seconds"]``, first batch to last optimiser
+  step summed over epochs; per-epoch validation, checkpoint writing and the single test evaluation are
+  excluded. The data lives on the device (``prepare_data`` moves the preprocessed splits there once) and the
+  epoch loop never syncs with the host (loss and accuracy accumulate on the device and are read once at epoch
+  end, which is also where each epoch's timer stops, so the time is the GPU's, not just the launch queue's).
+  bf16 autocast and channels_last are on by default here, ``torch.compile`` is behind ``--compile`` (its
+  compile time falls inside the first epoch and so inside the reported time).
+- **pytorch/examples recipe** on the same GPU (``bench/competitors.py``, ``device="cuda"``): its epochs until
+  the test accuracy after an epoch reaches 99 %, as on the CPU suite. ``--no-example`` skips it.
+
+One short untimed warm-up run first initialises CUDA, cuBLAS and cuDNN so that the timed runs do not pay for
+it. Validation accuracy is printed beside test accuracy: compare variants (``--batch-size``, ``--lr``) on
+validation, never on test. ``--out FILE`` also writes every figure as JSON.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import statistics
+import sys
 import tempfile
+import time
 from pathlib import Path
 
 import torch
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # sibling modules, however the script is started
+
 import mnistlab
+from competitors import Arrays, pytorch_example
+from mnistlab.data import load_dataset
 
 
-def main() -> None:
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seeds", type=int, default=3, help="timed runs (seeds 0..N-1)")
+    parser.add_argument("--seeds", type=int, default=5, help="timed runs (seeds 0..N-1)")
     parser.add_argument(
         "--compile", action="store_true", help="torch.compile the model (compile time counts)"
     )
     parser.add_argument("--no-amp", dest="amp", action="store_false", help="float32 instead of bf16 autocast")
     parser.add_argument("--no-channels-last", dest="channels_last", action="store_false")
+    parser.add_argument(
+        "--cudnn-benchmark", action="store_true", help="let cuDNN time its algorithms for each new shape"
+    )
     parser.add_argument("--batch-size", type=int, default=None, help="override the recipe's batch size")
     parser.add_argument("--lr", type=float, default=None, help="override the recipe's peak learning rate")
     parser.add_argument("--epochs", type=int, default=None, help="override the recipe's epochs")
-    args = parser.parse_args()
-    if not torch.cuda.is_available():
-        raise SystemExit("bench/gpu.sh: torch sees no CUDA device (torch.cuda.is_available() is False)")
+    parser.add_argument("--no-example", dest="example", action="store_false", help="skip the pytorch example")
+    parser.add_argument("--out", type=Path, default=None, help="also write the results as JSON here")
+    # For the CPU smoke test of this script (tests/test_bench_smoke.py): not a benchmark setting.
+    parser.add_argument("--device", default="cuda", help=argparse.SUPPRESS)
+    parser.add_argument("--max-steps", type=int, default=None, help=argparse.SUPPRESS)
+    return parser.parse_args(argv)
 
+
+def mnistlab_runs(args: argparse.Namespace, tmp: Path) -> dict:
     def config(seed: int, out: Path) -> mnistlab.TrainConfig:
         cfg = mnistlab.recipe("cnn")
-        cfg.device, cfg.seed, cfg.quiet, cfg.progress, cfg.out = "cuda", seed, True, False, str(out)
+        cfg.device, cfg.seed, cfg.quiet, cfg.progress, cfg.out = args.device, seed, True, False, str(out)
         cfg.amp, cfg.channels_last, cfg.compile = args.amp, args.channels_last, args.compile
         cfg.batch_size = args.batch_size or cfg.batch_size
         cfg.optim.lr = args.lr or cfg.optim.lr
         cfg.epochs = args.epochs or cfg.epochs
+        cfg.max_steps = args.max_steps
         return cfg
 
-    print(f"device: {torch.cuda.get_device_name(0)}; torch {torch.__version__} (CUDA {torch.version.cuda})")
-    with tempfile.TemporaryDirectory(prefix="mnistlab-gpu-") as tmp:
-        warm = config(0, Path(tmp) / "warmup")
-        warm.epochs, warm.max_steps = 1, 20
-        mnistlab.train(warm)
-        cfg = config(0, Path(tmp) / "unused")
-        print(
-            f"recipe: cnn, {cfg.epochs} epochs, batch {cfg.batch_size}, lr {cfg.optim.lr:g}, "
-            f"amp bf16 {cfg.amp}, channels_last {cfg.channels_last}, compile {cfg.compile}"
-        )
-        times, accuracies = [], []
-        for seed in range(args.seeds):
-            run = mnistlab.train(config(seed, Path(tmp) / f"seed{seed}"))
-            times.append(run.summary["train_seconds"])
-            accuracies.append(run.summary["test_accuracy"])
-            print(f"  seed {seed}: {times[-1]:.3f} s training, test accuracy {100 * accuracies[-1]:.2f} %")
-    mean = statistics.fmean(accuracies)
-    verdict = "reached" if mean >= 0.99 else "NOT reached"
+    warm = config(0, tmp / "warmup")
+    warm.epochs, warm.max_steps = 1, 20
+    mnistlab.train(warm)
+    cfg = config(0, tmp / "unused")
     print(
-        f"time-to-99 %: median {statistics.median(times):.3f} s training; mean test accuracy "
-        f"{100 * mean:.2f} % over {len(accuracies)} seeds (99 % {verdict})"
+        f"mnistlab cnn recipe: {cfg.epochs} epoch(s), batch {cfg.batch_size}, peak lr {cfg.optim.lr:g}, "
+        f"amp bf16 {cfg.amp}, channels_last {cfg.channels_last}, compile {cfg.compile}, "
+        f"cudnn.benchmark {torch.backends.cudnn.benchmark}",
+        flush=True,
     )
+    runs = []
+    for seed in range(args.seeds):
+        run = mnistlab.train(config(seed, tmp / f"seed{seed}"))
+        s = run.summary
+        n_train = 60_000 - cfg.data.val_size  # MNIST's training split less the validation images
+        images = sum(min(h["steps"] * cfg.batch_size, n_train) for h in run.history)
+        runs.append(
+            {
+                "seed": seed,
+                "train_seconds": s["train_seconds"],
+                "epoch_seconds": [h["seconds"] for h in run.history],
+                "val_accuracy": s["best_val_accuracy"],
+                "test_accuracy": s["test_accuracy"],
+                "images_per_second": images / s["train_seconds"] if s["train_seconds"] else None,
+            }
+        )
+        print(
+            f"  seed {seed}: {s['train_seconds']:.3f} s training, val {100 * s['best_val_accuracy']:.2f} %, "
+            f"test {100 * s['test_accuracy']:.2f} %",
+            flush=True,
+        )
+    times = [r["train_seconds"] for r in runs]
+    tests = [r["test_accuracy"] for r in runs]
+    vals = [r["val_accuracy"] for r in runs]
+    result = {
+        "config": json.loads(cfg.to_json()),
+        "runs": runs,
+        "train_seconds_median": statistics.median(times),
+        "test_accuracy_mean": statistics.fmean(tests),
+        "test_accuracy_std": statistics.stdev(tests) if len(tests) > 1 else 0.0,
+        "val_accuracy_mean": statistics.fmean(vals),
+    }
+    verdict = "reached" if result["test_accuracy_mean"] >= 0.99 else "NOT reached"
+    print(
+        f"time-to-99 %: median {result['train_seconds_median']:.3f} s training; mean test accuracy "
+        f"{100 * result['test_accuracy_mean']:.2f} % ± {100 * result['test_accuracy_std']:.2f} over "
+        f"{len(runs)} seeds (99 % {verdict}); mean val accuracy {100 * result['val_accuracy_mean']:.2f} %",
+        flush=True,
+    )
+    return result
+
+
+def example_run(args: argparse.Namespace) -> dict:
+    arrays = load_dataset("mnist", None, download=False, progress=False)
+    data = Arrays(arrays.train_images, arrays.train_labels, arrays.test_images, arrays.test_labels)
+    res = pytorch_example(data, max_epochs=14, max_steps=args.max_steps, device=args.device)
+    res.pop("model")
+    for e in res["epochs"]:
+        print(f"  example epoch {e['epoch']}: {e['seconds']:.2f} s, test {100 * e['test_accuracy']:.2f} %")
+    reached = f"{res['time_to_99']:.2f} s" if res["time_to_99"] is not None else "not reached"
+    print(f"pytorch/examples recipe on the same device: time-to-99 % {reached}", flush=True)
+    return res
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    if args.device.startswith("cuda") and not torch.cuda.is_available():
+        raise SystemExit("bench/gpu.sh: torch sees no CUDA device (torch.cuda.is_available() is False)")
+    torch.backends.cudnn.benchmark = args.cudnn_benchmark  # this process only: a benchmark setting
+    device = torch.cuda.get_device_name(0) if args.device.startswith("cuda") else args.device
+    cuda = torch.version.cuda
+    print(f"device: {device}; torch {torch.__version__} (CUDA {cuda}); argv {sys.argv[1:]}", flush=True)
+    result: dict = {
+        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        "device": device,
+        "torch": torch.__version__,
+        "cuda": cuda,
+        "argv": sys.argv[1:],
+        "host_cpus": os.cpu_count(),
+    }
+    with tempfile.TemporaryDirectory(prefix="mnistlab-gpu-") as tmp:
+        result["mnistlab_cnn"] = mnistlab_runs(args, Path(tmp))
+    if args.example:
+        result["pytorch_example"] = ex = example_run(args)
+        if ex["time_to_99"]:
+            ratio = ex["time_to_99"] / result["mnistlab_cnn"]["train_seconds_median"]
+            result["speedup_vs_example"] = ratio
+            print(f"speed-up, example time-to-99 % / mnistlab median: {ratio:.1f}x", flush=True)
+    if args.out is not None:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        tmp_out = args.out.with_name(args.out.name + ".tmp")
+        tmp_out.write_text(json.dumps(result, indent=2))
+        os.replace(tmp_out, args.out)
 
 
 if __name__ == "__main__":

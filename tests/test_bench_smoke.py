@@ -43,3 +43,36 @@ def test_bench_smoke_suite_runs_and_reports_every_section(tmp_path):
     assert len(res["targets"]) == 7 and all(isinstance(t["met"], bool) for t in res["targets"])
     # the Markdown report is printed, with the side-by-side table and the targets
     assert "| pytorch/examples mnist" in done.stdout and "| target |" in done.stdout
+
+
+def test_gpu_bench_script_runs_on_the_cpu_smoke_budget(tmp_path):
+    """bench/gpu.py is only timed on a GPU; here it runs 3 steps on the CPU so that the script cannot rot."""
+    out = tmp_path / "gpu.json"
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src"), "OMP_WAIT_POLICY": "PASSIVE"}
+    args = [
+        "--device",
+        "cpu",
+        "--max-steps",
+        "3",
+        "--seeds",
+        "2",
+        "--no-example",
+        "--no-amp",
+        "--out",
+        str(out),
+    ]
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "gpu.py"), *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    res = json.loads(out.read_text())
+    cnn = res["mnistlab_cnn"]
+    assert [r["seed"] for r in cnn["runs"]] == [0, 1]
+    assert all(r["train_seconds"] > 0 and 0 <= r["test_accuracy"] <= 1 for r in cnn["runs"])
+    assert cnn["config"]["amp"] is False and cnn["config"]["batch_size"] == 128
+    assert "time-to-99 %: median" in done.stdout

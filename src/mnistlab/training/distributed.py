@@ -225,20 +225,24 @@ def decided_by_main(flag: bool, ctx: DistContext) -> bool:
 
 
 def gather_rng_states(ctx: DistContext) -> dict[str, torch.Tensor]:
-    """Every rank's CPU torch RNG state (dropout), as ``{"rng.torch.rank{r}": state}`` for r >= 1, on rank 0.
+    """Every rank's dropout RNG states, as ``{"rng.torch.rank{r}": cpu_state}`` for r >= 1, on rank 0.
 
-    Rank 0's own state is saved as ``rng.torch`` by the single-process code; these extra tensors let a resumed
-    distributed run give every rank back its own stream. Empty when alone and on ranks other than 0.
+    On CUDA each rank's device generator comes too, as ``rng.cuda.rank{r}``. Rank 0's own states are saved
+    as ``rng.torch`` / ``rng.cuda`` by the single-process code; these extra tensors let a resumed distributed
+    run give every rank back its own streams. Empty when alone and on ranks other than 0.
     """
     if not ctx.enabled:
         return {}
-    state = torch.get_rng_state()  # uint8 (5056,) for the CPU generator
-    buffer = state.to(ctx.device)
-    gathered = [torch.empty_like(buffer) for _ in range(ctx.world_size)]
-    dist.all_gather(gathered, buffer)
-    if not ctx.is_main:
-        return {}
-    return {f"rng.torch.rank{r}": gathered[r].cpu() for r in range(1, ctx.world_size)}
+    states = {"rng.torch": torch.get_rng_state()}  # uint8 (5056,) for the CPU generator
+    if ctx.device.type == "cuda":
+        states["rng.cuda"] = torch.cuda.get_rng_state(ctx.device)  # uint8 (16,): Philox seed + offset
+    out: dict[str, torch.Tensor] = {}
+    for name, state in states.items():
+        buffer = state.to(ctx.device)
+        gathered = [torch.empty_like(buffer) for _ in range(ctx.world_size)]
+        dist.all_gather(gathered, buffer)
+        out |= {f"{name}.rank{r}": gathered[r].cpu() for r in range(1, ctx.world_size)}
+    return out if ctx.is_main else {}
 
 
 def on_main(ctx: DistContext, fn: Callable[[], T]) -> T | None:

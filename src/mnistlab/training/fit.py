@@ -336,12 +336,19 @@ def _save_resume_state(
     epoch: int,
     rng_states: dict[str, torch.Tensor],
 ) -> None:
-    """``rng_states``: the other ranks' dropout RNG states in a distributed run ({} alone)."""
+    """``rng_states``: the other ranks' dropout RNG states in a distributed run ({} alone).
+
+    Dropout draws from the generator of the device it runs on, so a CUDA run also saves that device's
+    generator (``rng.cuda``); without it a resumed run would draw other dropout masks than an uninterrupted one.
+    """
     optim_tensors, optim_meta = optimizer_tensors(optimizer)
+    device = next(model.parameters()).device
+    cuda_rng = {"rng.cuda": torch.cuda.get_rng_state(device)} if device.type == "cuda" else {}
     tensors = (
         with_prefix(model.state_dict(), "model.")
         | optim_tensors
         | {"rng.order": order.get_state(), "rng.torch": torch.get_rng_state()}
+        | cuda_rng
         | rng_states
     )
     meta = {
@@ -369,6 +376,9 @@ def _restore(
     order.set_state(tensors["rng.order"])  # the global data order: the same on every rank
     # Each rank's own dropout stream; a run resumed with more ranks than it was saved with reuses rank 0's.
     torch.set_rng_state(tensors.get(f"rng.torch.rank{rank}", tensors["rng.torch"]))
+    device = next(model.parameters()).device
+    if device.type == "cuda" and "rng.cuda" in tensors:  # absent when the run was saved on the CPU
+        torch.cuda.set_rng_state(tensors.get(f"rng.cuda.rank{rank}", tensors["rng.cuda"]), device)
     es = json.loads(meta["early_stopping"])
     stopper.best_value, stopper.best_epoch, stopper.bad_epochs = (
         es["best_value"],

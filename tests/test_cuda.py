@@ -1,0 +1,127 @@
+"""The GPU path, checked against the CPU as the reference. Every test here skips without a CUDA device.
+
+CI has no GPU; these run when one is lent (see BENCHMARKS.md, GPU section, for the command and the date).
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import pytest
+import torch
+
+import mnistlab
+from mnistlab.config import OptimConfig
+from mnistlab.data import TensorSplit
+from mnistlab.models import build_model
+from mnistlab.training import fit as fit_module
+from mnistlab.training.loop import train_one_epoch
+from mnistlab.training.optim import build_optimizer, build_scheduler
+
+pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+
+SGD = OptimConfig(
+    optimizer="sgd", lr=0.05, momentum=0.9, nesterov=True, weight_decay=5e-4, schedule="onecycle"
+)
+
+
+def _synthetic_split(n: int, device: str, seed: int = 0) -> TensorSplit:
+    g = torch.Generator().manual_seed(seed)
+    images = torch.randn(n, 1, 28, 28, generator=g)  # (n, 1, 28, 28) float32, "preprocessed"
+    labels = torch.randint(0, 10, (n,), generator=g)
+    return TensorSplit(images, labels).to(device)
+
+
+def _sync_warnings(steps: int, amp: bool) -> list[str]:
+    """The synchronising CUDA calls that torch reports during one epoch of ``steps`` batches of 256.
+
+    Batches of 256 come from gathers of 2,048 images, so 16 steps span two gathers and 4 steps one.
+    """
+    torch.manual_seed(0)
+    model = build_model("cnn").cuda().to(memory_format=torch.channels_last)
+    optimizer = build_optimizer(model, SGD)
+    scheduler = build_scheduler(optimizer, SGD, 2 * steps, 1)
+    split = _synthetic_split(256 * steps, "cuda")
+    order = torch.Generator().manual_seed(1)
+    train_one_epoch(model, split.batches(256, shuffle=True, generator=order), optimizer, scheduler, amp=amp)
+    torch.cuda.synchronize()  # warm-up above: lazy CUDA/cuDNN initialisation may sync once, and is not counted
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        torch.cuda.set_sync_debug_mode("warn")
+        try:
+            batches = split.batches(256, shuffle=True, generator=order)
+            train_one_epoch(model, batches, optimizer, scheduler, amp=amp)
+        finally:
+            torch.cuda.set_sync_debug_mode("default")
+    return [str(w.message) for w in caught if "synchroniz" in str(w.message)]
+
+
+@pytest.mark.parametrize("amp", [False, True], ids=["fp32", "bf16"])
+def test_the_epoch_loop_syncs_with_the_host_only_at_epoch_start_and_end(amp):
+    few, many = _sync_warnings(4, amp), _sync_warnings(16, amp)
+    # Four times the steps and not one sync more: nothing inside a step or a gather waits for the GPU. What
+    # remains is the copy of the epoch's permutation to the device at its start and, at its end, the reads
+    # of loss, accuracy and the per-step losses.
+    assert len(few) == len(many), many
+    assert len(many) <= 4, many
+
+
+def test_cuda_training_steps_match_the_cpu_reference():
+    """Three fused-SGD steps of the cnn on the GPU (fp32, no TF32) against the same steps on the CPU."""
+    torch.manual_seed(0)
+    cpu_model = build_model("cnn")
+    gpu_model = build_model("cnn")
+    gpu_model.load_state_dict(cpu_model.state_dict())
+    gpu_model = gpu_model.cuda().to(memory_format=torch.channels_last)
+    split = _synthetic_split(96, "cpu")
+    for model in (cpu_model, gpu_model):
+        device = next(model.parameters()).device
+        optimizer = build_optimizer(model, SGD)
+        scheduler = build_scheduler(optimizer, SGD, 3, 1)
+        batches = ((x.to(device), y.to(device)) for x, y in split.batches(32, shuffle=False))
+        with torch.backends.cudnn.flags(enabled=True, benchmark=False, deterministic=True, allow_tf32=False):
+            train_one_epoch(model, batches, optimizer, scheduler)
+    assert build_optimizer(gpu_model, SGD).defaults["fused"], "the GPU path should use the fused kernel"
+    gpu_state = gpu_model.state_dict()
+    for name, reference in cpu_model.state_dict().items():
+        torch.testing.assert_close(gpu_state[name].cpu(), reference, rtol=1e-4, atol=1e-5, msg=name)
+
+
+def test_a_cuda_run_trains_saves_loads_on_cpu_and_resumes_exactly(tmp_path, monkeypatch):
+    """Real MNIST subset on the GPU, mlp with dropout (so the CUDA generator must be saved for resume)."""
+    cfg = mnistlab.recipe("mlp")
+    cfg.model.hidden, cfg.model.dropout = (64,), 0.3
+    cfg.data.train_subset, cfg.data.val_size = 2000, 1000
+    cfg.epochs, cfg.quiet, cfg.device = 2, True, "cuda"
+    cfg.out = str(tmp_path / "reference")
+    with torch.backends.cudnn.flags(enabled=True, benchmark=False, deterministic=True, allow_tf32=False):
+        reference = mnistlab.train(cfg)
+        assert reference.summary["environment"]["gpu"] == torch.cuda.get_device_name(0)
+
+        cfg.out = str(tmp_path / "interrupted")
+        real, calls = fit_module.train_one_epoch, {"n": 0}
+
+        def crash_in_second_epoch(*args, **kwargs):
+            calls["n"] += 1
+            if calls["n"] == 2:
+                raise KeyboardInterrupt
+            return real(*args, **kwargs)
+
+        monkeypatch.setattr(fit_module, "train_one_epoch", crash_in_second_epoch)
+        with pytest.raises(KeyboardInterrupt):
+            mnistlab.train(cfg)
+        monkeypatch.setattr(fit_module, "train_one_epoch", real)
+        resumed = mnistlab.train(resume=tmp_path / "interrupted")
+    for a, b in zip(reference.history, resumed.history, strict=True):
+        assert a["train_loss"] == pytest.approx(b["train_loss"], rel=1e-5), (a, b)
+        assert a["val_loss"] == pytest.approx(b["val_loss"], rel=1e-5), (a, b)
+
+    # The checkpoint of a GPU run loads on the CPU and predicts what the GPU model predicted.
+    loaded = mnistlab.load_run(reference.path, device="cpu")
+    images = torch.randint(0, 256, (64, 28, 28), dtype=torch.uint8).numpy()
+    torch.testing.assert_close(
+        torch.as_tensor(loaded.predict(images)),
+        torch.as_tensor(reference.predict(images)).cpu(),
+        atol=1e-5,
+        rtol=0,
+    )
