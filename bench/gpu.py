@@ -7,8 +7,10 @@ Run it through bench/gpu.sh. What it measures:
   excluded. The data lives on the device (``prepare_data`` moves the preprocessed splits there once) and the
   epoch loop never syncs with the host (loss and accuracy accumulate on the device and are read once at epoch
   end, which is also where each epoch's timer stops, so the time is the GPU's, not just the launch queue's).
-  bf16 autocast and channels_last are on by default here, ``torch.compile`` is behind ``--compile`` (its
-  compile time falls inside the first epoch and so inside the reported time).
+  By default it is the recipe as ``mnistlab train`` runs it on a GPU: float32, channels_last, each step
+  replayed as a CUDA graph (``mnistlab.training.graphs``). ``--amp`` adds bf16 autocast, ``--no-cuda-graphs``
+  runs eager steps, ``--compile`` uses ``torch.compile`` instead of the hand-captured graph (its compile
+  time falls inside the first epoch and so inside the reported time).
 - **pytorch/examples recipe** on the same GPU (``bench/competitors.py``, ``device="cuda"``): its epochs until
   the test accuracy after an epoch reaches 99 %, as on the CPU suite. ``--no-example`` skips it.
 
@@ -43,8 +45,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--compile", action="store_true", help="torch.compile the model (compile time counts)"
     )
-    parser.add_argument("--no-amp", dest="amp", action="store_false", help="float32 instead of bf16 autocast")
+    parser.add_argument("--amp", action="store_true", help="bf16 autocast (the recipe trains in float32)")
     parser.add_argument("--no-channels-last", dest="channels_last", action="store_false")
+    parser.add_argument(
+        "--no-cuda-graphs", dest="cuda_graphs", action="store_false", help="eager steps, no CUDA-graph replay"
+    )
     parser.add_argument(
         "--cudnn-benchmark", action="store_true", help="let cuDNN time its algorithms for each new shape"
     )
@@ -64,6 +69,7 @@ def mnistlab_runs(args: argparse.Namespace, tmp: Path) -> dict:
         cfg = mnistlab.recipe("cnn")
         cfg.device, cfg.seed, cfg.quiet, cfg.progress, cfg.out = args.device, seed, True, False, str(out)
         cfg.amp, cfg.channels_last, cfg.compile = args.amp, args.channels_last, args.compile
+        cfg.cuda_graphs = args.cuda_graphs
         cfg.batch_size = args.batch_size or cfg.batch_size
         cfg.optim.lr = args.lr or cfg.optim.lr
         cfg.epochs = args.epochs or cfg.epochs
@@ -77,6 +83,7 @@ def mnistlab_runs(args: argparse.Namespace, tmp: Path) -> dict:
     print(
         f"mnistlab cnn recipe: {cfg.epochs} epoch(s), batch {cfg.batch_size}, peak lr {cfg.optim.lr:g}, "
         f"amp bf16 {cfg.amp}, channels_last {cfg.channels_last}, compile {cfg.compile}, "
+        f"cuda_graphs {cfg.cuda_graphs and not cfg.compile}, "
         f"cudnn.benchmark {torch.backends.cudnn.benchmark}",
         flush=True,
     )

@@ -19,9 +19,9 @@ step() {  # step SECONDS NAME ARGS...: bench/gpu.sh ARGS, results in $out/NAME.j
 { nvidia-smi -L; "$PYTHON" -c 'import sys, torch; print(sys.version.split()[0], torch.__version__)'; } 2>&1 | tee "$log"
 echo "== tests/test_cuda.py" | tee -a "$log"
 timeout 240 "$PYTHON" -m pytest -q -p no:cacheprovider tests/test_cuda.py 2>&1 | tail -n 30 | tee -a "$log"
-step 150 default --seeds 5                                     # bf16 + channels_last, and the example
-step 60 fp32 --seeds 3 --no-example --no-amp
+step 150 default --seeds 5                                     # the recipe as mnistlab train runs it, and the example
+step 60 eager --seeds 3 --no-example --no-cuda-graphs
+step 60 amp --seeds 3 --no-example --amp
 step 60 no-channels-last --seeds 3 --no-example --no-channels-last
-step 60 cudnn-benchmark --seeds 3 --no-example --cudnn-benchmark
 step 60 batch256 --seeds 3 --no-example --batch-size 256 --lr 0.2   # chosen on validation (CPU), not test
 step 240 compile --seeds 2 --no-example --compile

@@ -57,7 +57,6 @@ def test_gpu_bench_script_runs_on_the_cpu_smoke_budget(tmp_path):
         "--seeds",
         "2",
         "--no-example",
-        "--no-amp",
         "--out",
         str(out),
     ]

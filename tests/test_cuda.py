@@ -15,6 +15,7 @@ from mnistlab.config import OptimConfig
 from mnistlab.data import TensorSplit
 from mnistlab.models import build_model
 from mnistlab.training import fit as fit_module
+from mnistlab.training.graphs import GraphedStep
 from mnistlab.training.loop import train_one_epoch
 from mnistlab.training.optim import build_optimizer, build_scheduler
 
@@ -32,38 +33,76 @@ def _synthetic_split(n: int, device: str, seed: int = 0) -> TensorSplit:
     return TensorSplit(images, labels).to(device)
 
 
-def _sync_warnings(steps: int, amp: bool) -> list[str]:
+def _sync_warnings(steps: int, amp: bool, graphs: bool) -> list[str]:
     """The synchronising CUDA calls that torch reports during one epoch of ``steps`` batches of 256.
 
-    Batches of 256 come from gathers of 2,048 images, so 16 steps span two gathers and 4 steps one.
+    Batches of 256 come from gathers of 2,048 images, so 16 steps span two gathers and 4 steps one. With
+    ``graphs`` the warm-up epoch also captures the CUDA graph, so the counted epoch is replays only.
     """
     torch.manual_seed(0)
     model = build_model("cnn").cuda().to(memory_format=torch.channels_last)
     optimizer = build_optimizer(model, SGD)
     scheduler = build_scheduler(optimizer, SGD, 2 * steps, 1)
+    step_fn = GraphedStep(model, optimizer, amp=amp) if graphs else None
     split = _synthetic_split(256 * steps, "cuda")
     order = torch.Generator().manual_seed(1)
-    train_one_epoch(model, split.batches(256, shuffle=True, generator=order), optimizer, scheduler, amp=amp)
+
+    def epoch() -> None:
+        batches = split.batches(256, shuffle=True, generator=order)
+        train_one_epoch(model, batches, optimizer, scheduler, amp=amp, step_fn=step_fn)
+
+    epoch()
     torch.cuda.synchronize()  # warm-up above: lazy CUDA/cuDNN initialisation may sync once, and is not counted
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         torch.cuda.set_sync_debug_mode("warn")
         try:
-            batches = split.batches(256, shuffle=True, generator=order)
-            train_one_epoch(model, batches, optimizer, scheduler, amp=amp)
+            epoch()
         finally:
             torch.cuda.set_sync_debug_mode("default")
-    return [str(w.message) for w in caught if "synchroniz" in str(w.message)]
+    assert step_fn is None or step_fn.captured
+    return [str(w.message) for w in caught if "called a synchronizing" in str(w.message)]
 
 
+@pytest.mark.parametrize("graphs", [False, True], ids=["eager", "graphs"])
 @pytest.mark.parametrize("amp", [False, True], ids=["fp32", "bf16"])
-def test_the_epoch_loop_syncs_with_the_host_only_at_epoch_start_and_end(amp):
-    few, many = _sync_warnings(4, amp), _sync_warnings(16, amp)
+def test_the_epoch_loop_syncs_with_the_host_only_at_epoch_start_and_end(amp, graphs):
+    few, many = _sync_warnings(4, amp, graphs), _sync_warnings(16, amp, graphs)
     # Four times the steps and not one sync more: nothing inside a step or a gather waits for the GPU. What
     # remains is the copy of the epoch's permutation to the device at its start and, at its end, the reads
     # of loss, accuracy and the per-step losses.
     assert len(few) == len(many), many
     assert len(many) <= 4, many
+
+
+@pytest.mark.parametrize("amp", [False, True], ids=["fp32", "bf16"])
+def test_graph_replayed_steps_train_like_eager_steps(amp):
+    """Two epochs of 5 full batches and one smaller one: warm-up, capture, replays, the eager odd batch."""
+    torch.manual_seed(0)
+    eager_model = build_model("cnn").cuda().to(memory_format=torch.channels_last)
+    graph_model = build_model("cnn").cuda().to(memory_format=torch.channels_last)
+    graph_model.load_state_dict(eager_model.state_dict())
+    split = _synthetic_split(5 * 64 + 24, "cuda")
+    histories = []
+    for model, graphs in ((eager_model, False), (graph_model, True)):
+        optimizer = build_optimizer(model, SGD)
+        scheduler = build_scheduler(optimizer, SGD, 6, 2)
+        step_fn = GraphedStep(model, optimizer, amp=amp) if graphs else None
+        order = torch.Generator().manual_seed(1)
+        history = []
+        with torch.backends.cudnn.flags(enabled=True, benchmark=False, deterministic=True, allow_tf32=False):
+            for _ in range(2):
+                batches = split.batches(64, shuffle=True, generator=order)
+                history += train_one_epoch(model, batches, optimizer, scheduler, amp=amp, step_fn=step_fn)[
+                    "step_losses"
+                ]
+        histories.append(history)
+        assert step_fn is None or step_fn.captured
+    assert len(histories[0]) == len(histories[1]) == 12
+    assert histories[1] == pytest.approx(histories[0], rel=1e-4, abs=1e-5)
+    graph_state = graph_model.state_dict()
+    for name, reference in eager_model.state_dict().items():
+        torch.testing.assert_close(graph_state[name], reference, rtol=1e-4, atol=1e-5, msg=name)
 
 
 def test_cuda_training_steps_match_the_cpu_reference():

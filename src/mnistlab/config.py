@@ -75,6 +75,7 @@ class TrainConfig:
     channels_last: bool = False  # memory format for conv models (helps on GPU)
     amp: bool = False  # bf16 autocast (GPU); off by default on CPU
     compile: bool = False  # torch.compile the model
+    cuda_graphs: bool = True  # on CUDA, replay each training step as one CUDA graph (not with compile or DDP)
     dry_run: bool = False  # run a few batches and stop (smoke test)
     dry_run_batches: int = 3
     max_steps: int | None = None  # stop each epoch after this many steps (smoke tests, benchmarks)

@@ -122,6 +122,12 @@ def train_command(
     channels_last: Annotated[bool | None, typer.Option(help="channels_last memory format.")] = None,
     amp: Annotated[bool | None, typer.Option(help="bf16 autocast.")] = None,
     compile: Annotated[bool | None, typer.Option("--compile/--no-compile", help="torch.compile.")] = None,
+    cuda_graphs: Annotated[
+        bool | None,
+        typer.Option(
+            help="On CUDA, replay each training step as one CUDA graph (default on; off with --compile)."
+        ),
+    ] = None,
     max_steps: Annotated[int | None, typer.Option(help="Stop each epoch after this many steps.")] = None,
     out: Annotated[Path | None, typer.Option(help="Run folder (default: runs/<timestamp>-<model>).")] = None,
     resume: Annotated[Path | None, typer.Option(help="Continue the interrupted run in this folder.")] = None,
@@ -184,6 +190,7 @@ def train_command(
                 "channels_last": channels_last,
                 "amp": amp,
                 "compile": compile,
+                "cuda_graphs": cuda_graphs,
                 "max_steps": max_steps,
                 "out": str(out) if out else None,
                 "dry_run": dry_run,

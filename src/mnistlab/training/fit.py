@@ -40,6 +40,7 @@ from mnistlab.training.checkpoint import (
 from mnistlab.training.distributed import DistContext
 from mnistlab.training.early_stopping import EarlyStopping
 from mnistlab.training.environment import describe_environment
+from mnistlab.training.graphs import GraphedStep
 from mnistlab.training.loop import train_one_epoch
 from mnistlab.training.optim import build_optimizer, build_scheduler
 from mnistlab.training.progress import Reporter
@@ -145,6 +146,10 @@ def _fit(
 
     steps_per_epoch = splits.train.num_batches(per_step, shard=ctx.shard)  # = ceil(N / global batch)
     optimizer = build_optimizer(model, config.optim)
+    step_fn = None
+    if config.cuda_graphs and device.type == "cuda" and not ctx.enabled and not config.compile:
+        # DDP's gradient hooks and torch.compile's own graphs do not mix with a hand-captured graph.
+        step_fn = GraphedStep(model, optimizer, label_smoothing=config.optim.label_smoothing, amp=config.amp)
     scheduler = build_scheduler(optimizer, config.optim, steps_per_epoch, config.epochs)
     order = torch.Generator().manual_seed(config.seed + 1)  # data order, separate from init and dropout
     stopper = EarlyStopping(
@@ -188,6 +193,7 @@ def _fit(
                 amp=config.amp,
                 max_steps=max_steps,
                 on_step=on_step,
+                step_fn=step_fn,
             )
         train_stats = distributed.reduce_train_stats(train_stats, ctx)  # global loss and accuracy
         distributed.broadcast_buffers(model, ctx)  # every rank now holds rank 0's model

@@ -14,12 +14,50 @@ import torch.nn.functional as F
 from torch import nn
 
 Batches = Iterable[tuple[torch.Tensor, torch.Tensor]]
+# One training step on one batch: (x (B, 1, 28, 28), y (B,)) -> (loss (), float32 logits (B, 10)).
+StepFn = Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
 
 
-def autocast_for(device: torch.device, amp: bool) -> contextlib.AbstractContextManager:
+def autocast_for(device: torch.device, amp: bool, cache: bool = True) -> contextlib.AbstractContextManager:
     if not amp:
         return contextlib.nullcontext()
-    return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
+    return torch.autocast(device_type=device.type, dtype=torch.bfloat16, cache_enabled=cache)
+
+
+def forward_backward(
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    *,
+    label_smoothing: float = 0.0,
+    amp: bool = False,
+    autocast_cache: bool = True,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Forward, batch-mean cross-entropy and backward into fresh gradients; returns (loss (), logits (B, 10))."""
+    with autocast_for(x.device, amp, cache=autocast_cache):
+        logits = model(x)  # (B, 10)
+    # Under bf16 autocast the logits are bf16; the softmax and loss are computed in float32.
+    logits = logits.float() if logits.dtype in (torch.bfloat16, torch.float16) else logits
+    loss = F.cross_entropy(logits, y, label_smoothing=label_smoothing)  # mean over the batch
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    return loss, logits
+
+
+def eager_step(
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    *,
+    label_smoothing: float = 0.0,
+    amp: bool = False,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`forward_backward`, then the optimiser step: one mini-batch SGD update."""
+    loss, logits = forward_backward(model, optimizer, x, y, label_smoothing=label_smoothing, amp=amp)
+    optimizer.step()
+    return loss, logits
 
 
 def train_one_epoch(
@@ -32,11 +70,14 @@ def train_one_epoch(
     amp: bool = False,
     max_steps: int | None = None,
     on_step: Callable[[int], None] | None = None,
+    step_fn: StepFn | None = None,
 ) -> dict:
     """Train on every mini-batch once; the gradient of each step is the batch-mean gradient.
 
     Returns mean training loss and accuracy over the images seen (the loss of each batch as computed
-    before its update, weighted by batch size), the step count and the per-step losses.
+    before its update, weighted by batch size), the step count and the per-step losses. ``step_fn`` replaces
+    the eager step, e.g. with a CUDA-graph replay (:class:`mnistlab.training.graphs.GraphedStep`); it must
+    train on the batch exactly as :func:`eager_step` does.
     """
     model.train()
     device = next(model.parameters()).device
@@ -47,17 +88,13 @@ def train_one_epoch(
     for step, (x, y) in enumerate(batches):
         if max_steps is not None and step >= max_steps:
             break
-        with autocast_for(device, amp):
-            logits = model(x)  # (B, 10)
-        # Under bf16 autocast the logits are bf16; the softmax and loss are computed in float32.
-        logits = logits.float() if logits.dtype in (torch.bfloat16, torch.float16) else logits
-        loss = F.cross_entropy(logits, y, label_smoothing=label_smoothing)  # mean over the batch
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
+        if step_fn is None:
+            loss, logits = eager_step(model, optimizer, x, y, label_smoothing=label_smoothing, amp=amp)
+        else:
+            loss, logits = step_fn(x, y)
         if scheduler is not None:
             scheduler.step()
-        detached = loss.detach()
+        detached = loss.detach().clone()  # a graph's static loss is overwritten by the next replay
         step_losses.append(detached)
         loss_sum += detached * y.shape[0]
         correct += (logits.detach().argmax(dim=1) == y).sum()
