@@ -64,7 +64,7 @@ class GraphedStep:
                 self.model, self.optimizer, x, y, label_smoothing=self.label_smoothing, amp=self.amp
             )
             self.grads_detached = self.captured
-            return loss, logits
+            return loss.detach(), logits.detach()
         self.static_x.copy_(x)
         self.static_y.copy_(y)
         if self.graph is None and self.warm_steps < self.warmup:
@@ -96,7 +96,9 @@ class GraphedStep:
                 amp=self.amp,
             )
         torch.cuda.current_stream().wait_stream(side)
-        return loss, logits
+        # Detached: a caller holding the autograd graph would keep its AccumulateGrad nodes (bound to the side
+        # stream) alive into the capture, which runs on another stream; torch warns about exactly that.
+        return loss.detach(), logits.detach()
 
     def _capture(self) -> None:
         self.optimizer.zero_grad(set_to_none=True)  # the captured backward then allocates and writes them
