@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextlib
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -65,6 +66,31 @@ def tiny_mlp_config(out: Path) -> TrainConfig:
 @pytest.fixture
 def tiny_config(tmp_path) -> TrainConfig:
     return tiny_mlp_config(tmp_path / "run")
+
+
+@pytest.fixture
+def interrupted_in_epoch(monkeypatch) -> Callable[[int], contextlib.AbstractContextManager[None]]:
+    """``with interrupted_in_epoch(2): mnistlab.train(cfg)``: Ctrl-C as epoch 2 starts; the block expects it."""
+    from mnistlab.training import fit as fit_module
+
+    @contextlib.contextmanager
+    def interrupted(epoch: int) -> Iterator[None]:
+        real, calls = fit_module.train_one_epoch, {"n": 0}
+
+        def crash(*args, **kwargs):
+            calls["n"] += 1
+            if calls["n"] == epoch:
+                raise KeyboardInterrupt
+            return real(*args, **kwargs)
+
+        monkeypatch.setattr(fit_module, "train_one_epoch", crash)
+        try:
+            with pytest.raises(KeyboardInterrupt):
+                yield
+        finally:
+            monkeypatch.setattr(fit_module, "train_one_epoch", real)
+
+    return interrupted
 
 
 # ---- app: one small trained run shared by the app tests (predict, serve, export) -----------------------------

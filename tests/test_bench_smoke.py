@@ -12,11 +12,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def test_bench_smoke_suite_runs_and_reports_every_section(tmp_path):
-    out = tmp_path / "smoke.json"
+def run_bench(script: str, *args: str) -> subprocess.CompletedProcess:
+    """Run bench/SCRIPT as a user would (a script, mnistlab from src/); fail with its stderr if it fails."""
     env = {**os.environ, "PYTHONPATH": str(ROOT / "src"), "OMP_WAIT_POLICY": "PASSIVE"}
     done = subprocess.run(
-        [sys.executable, str(ROOT / "bench" / "run.py"), "--suite", "smoke", "--out", str(out)],
+        [sys.executable, str(ROOT / "bench" / script), *args],
         capture_output=True,
         text=True,
         env=env,
@@ -24,6 +24,12 @@ def test_bench_smoke_suite_runs_and_reports_every_section(tmp_path):
         check=False,
     )
     assert done.returncode == 0, done.stderr[-3000:]
+    return done
+
+
+def test_bench_smoke_suite_runs_and_reports_every_section(tmp_path):
+    out = tmp_path / "smoke.json"
+    done = run_bench("run.py", "--suite", "smoke", "--out", str(out))
     res = json.loads(out.read_text())
     assert res["suite"] == "smoke"
     assert res["machine"]["peak_fp32_gflops"] > 0 and res["machine"]["torch_threads"] >= 1
@@ -48,27 +54,8 @@ def test_bench_smoke_suite_runs_and_reports_every_section(tmp_path):
 def test_gpu_bench_script_runs_on_the_cpu_smoke_budget(tmp_path):
     """bench/gpu.py is only timed on a GPU; here it runs 3 steps on the CPU so that the script cannot rot."""
     out = tmp_path / "gpu.json"
-    env = {**os.environ, "PYTHONPATH": str(ROOT / "src"), "OMP_WAIT_POLICY": "PASSIVE"}
-    args = [
-        "--device",
-        "cpu",
-        "--max-steps",
-        "3",
-        "--seeds",
-        "2",
-        "--no-example",
-        "--out",
-        str(out),
-    ]
-    done = subprocess.run(
-        [sys.executable, str(ROOT / "bench" / "gpu.py"), *args],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=300,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
+    args = ["--device", "cpu", "--max-steps", "3", "--seeds", "2", "--no-example", "--out", str(out)]
+    done = run_bench("gpu.py", *args)
     res = json.loads(out.read_text())
     cnn = res["mnistlab_cnn"]
     assert [r["seed"] for r in cnn["runs"]] == [0, 1]

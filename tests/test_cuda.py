@@ -14,7 +14,6 @@ import mnistlab
 from mnistlab.config import OptimConfig
 from mnistlab.data import TensorSplit
 from mnistlab.models import build_model
-from mnistlab.training import fit as fit_module
 from mnistlab.training.graphs import GraphedStep
 from mnistlab.training.loop import train_one_epoch
 from mnistlab.training.optim import build_optimizer, build_scheduler
@@ -126,7 +125,7 @@ def test_cuda_training_steps_match_the_cpu_reference():
         torch.testing.assert_close(gpu_state[name].cpu(), reference, rtol=1e-4, atol=1e-5, msg=name)
 
 
-def test_a_cuda_run_trains_saves_loads_on_cpu_and_resumes_exactly(tmp_path, monkeypatch):
+def test_a_cuda_run_trains_saves_loads_on_cpu_and_resumes_exactly(tmp_path, interrupted_in_epoch):
     """Real MNIST subset on the GPU, mlp with dropout (so the CUDA generator must be saved for resume)."""
     cfg = mnistlab.recipe("mlp")
     cfg.model.hidden, cfg.model.dropout = (64,), 0.3
@@ -138,18 +137,8 @@ def test_a_cuda_run_trains_saves_loads_on_cpu_and_resumes_exactly(tmp_path, monk
         assert reference.summary["environment"]["gpu"] == torch.cuda.get_device_name(0)
 
         cfg.out = str(tmp_path / "interrupted")
-        real, calls = fit_module.train_one_epoch, {"n": 0}
-
-        def crash_in_second_epoch(*args, **kwargs):
-            calls["n"] += 1
-            if calls["n"] == 2:
-                raise KeyboardInterrupt
-            return real(*args, **kwargs)
-
-        monkeypatch.setattr(fit_module, "train_one_epoch", crash_in_second_epoch)
-        with pytest.raises(KeyboardInterrupt):
+        with interrupted_in_epoch(2):
             mnistlab.train(cfg)
-        monkeypatch.setattr(fit_module, "train_one_epoch", real)
         resumed = mnistlab.train(resume=tmp_path / "interrupted")
     for a, b in zip(reference.history, resumed.history, strict=True):
         assert a["train_loss"] == pytest.approx(b["train_loss"], rel=1e-5), (a, b)

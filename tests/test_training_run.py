@@ -10,7 +10,6 @@ from safetensors.torch import load_file
 
 import mnistlab
 from mnistlab.errors import ConfigError, RunError, TrainingDiverged
-from mnistlab.training import fit as fit_module
 
 
 def test_run_folder_has_everything(tiny_config):
@@ -84,24 +83,13 @@ def test_same_seed_same_metrics(tiny_config, tmp_path):
     assert first.summary["test_accuracy"] == second.summary["test_accuracy"]
 
 
-def test_resume_continues_an_interrupted_run(tiny_config, tmp_path, monkeypatch):
+def test_resume_continues_an_interrupted_run(tiny_config, tmp_path, interrupted_in_epoch):
     tiny_config.epochs = 2
     reference = mnistlab.train(tiny_config)
 
     tiny_config.out = str(tmp_path / "interrupted")
-    calls = {"n": 0}
-    real = fit_module.train_one_epoch
-
-    def crash_in_second_epoch(*args, **kwargs):
-        calls["n"] += 1
-        if calls["n"] == 2:
-            raise KeyboardInterrupt
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(fit_module, "train_one_epoch", crash_in_second_epoch)
-    with pytest.raises(KeyboardInterrupt):
+    with interrupted_in_epoch(2):
         mnistlab.train(tiny_config)
-    monkeypatch.setattr(fit_module, "train_one_epoch", real)
     folder = tmp_path / "interrupted"
     assert not (folder / "summary.json").exists(), "an interrupted run must not look complete"
     with pytest.raises(RunError, match="incomplete run"):

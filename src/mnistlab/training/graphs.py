@@ -61,11 +61,8 @@ class GraphedStep:
             self.static_x, self.static_y = torch.empty_like(x), torch.empty_like(y)
         assert self.static_x is not None and self.static_y is not None
         if x.shape != self.static_x.shape or y.shape != self.static_y.shape:
-            loss, logits = eager_step(
-                self.model, self.optimizer, x, y, label_smoothing=self.label_smoothing, amp=self.amp
-            )
             self.grads_detached = self.captured
-            return loss.detach(), logits.detach()
+            return self._eager(x, y)
         self.static_x.copy_(x)
         self.static_y.copy_(y)
         if self.graph is None and self.warm_steps < self.warmup:
@@ -88,16 +85,15 @@ class GraphedStep:
         side = self.side_stream
         side.wait_stream(torch.cuda.current_stream())
         with torch.cuda.stream(side):
-            loss, logits = eager_step(
-                self.model,
-                self.optimizer,
-                self.static_x,
-                self.static_y,
-                label_smoothing=self.label_smoothing,
-                amp=self.amp,
-            )
+            out = self._eager(self.static_x, self.static_y)
         torch.cuda.current_stream().wait_stream(side)
-        # Detached: a caller holding the autograd graph would keep its AccumulateGrad nodes (bound to the side
+        return out
+
+    def _eager(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        loss, logits = eager_step(
+            self.model, self.optimizer, x, y, label_smoothing=self.label_smoothing, amp=self.amp
+        )
+        # Detached: a caller holding the autograd graph would keep its AccumulateGrad nodes (bound to the warm-up
         # stream) alive into the capture, which runs on another stream; torch warns about exactly that.
         return loss.detach(), logits.detach()
 
