@@ -36,6 +36,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))  # sibling modules, how
 
 import mnistlab
 from competitors import Arrays, pytorch_example
+from measure import images_per_second, percentiles_ms
 from mnistlab.data import load_dataset
 
 
@@ -87,7 +88,7 @@ def mnistlab_runs(args: argparse.Namespace, tmp: Path) -> dict:
         f"cudnn.benchmark {torch.backends.cudnn.benchmark}",
         flush=True,
     )
-    runs = []
+    runs, run = [], None
     for seed in range(args.seeds):
         run = mnistlab.train(config(seed, tmp / f"seed{seed}"))
         s = run.summary
@@ -119,11 +120,32 @@ def mnistlab_runs(args: argparse.Namespace, tmp: Path) -> dict:
         "test_accuracy_std": statistics.stdev(tests) if len(tests) > 1 else 0.0,
         "val_accuracy_mean": statistics.fmean(vals),
     }
+    if run is not None:
+        result["inference"] = inference(run)
     verdict = "reached" if result["test_accuracy_mean"] >= 0.99 else "NOT reached"
     print(
         f"time-to-99 %: median {result['train_seconds_median']:.3f} s training; mean test accuracy "
         f"{100 * result['test_accuracy_mean']:.2f} % ± {100 * result['test_accuracy_std']:.2f} over "
         f"{len(runs)} seeds (99 % {verdict}); mean val accuracy {100 * result['val_accuracy_mean']:.2f} %",
+        flush=True,
+    )
+    return result
+
+
+def inference(run: mnistlab.Run) -> dict:
+    """Run.predict on the training device: raw uint8 images in, probabilities back on the host (so each call
+    ends with a device-to-host copy, which waits for the GPU: the times are complete)."""
+    arrays = load_dataset("mnist", None, download=False, progress=False)
+    images = arrays.test_images  # (10000, 28, 28) uint8
+    result = {
+        "path": "Run.predict (preprocessing + forward + softmax, result copied to the host)",
+        "batch_images_per_second": images_per_second(lambda: run.predict(images), len(images), repeats=5),
+        "single_image": percentiles_ms(lambda: run.predict(images[:1]), repeats=300),
+    }
+    single = result["single_image"]
+    print(
+        f"inference: {result['batch_images_per_second']:,.0f} images/s for the 10,000 test images at once; "
+        f"one image p50 {single['p50_ms']:.3f} ms, p99 {single['p99_ms']:.3f} ms",
         flush=True,
     )
     return result

@@ -62,3 +62,5 @@ def test_gpu_bench_script_runs_on_the_cpu_smoke_budget(tmp_path):
     assert all(r["train_seconds"] > 0 and 0 <= r["test_accuracy"] <= 1 for r in cnn["runs"])
     assert cnn["config"]["amp"] is False and cnn["config"]["batch_size"] == 128
     assert "time-to-99 %: median" in done.stdout
+    single = cnn["inference"]["single_image"]
+    assert cnn["inference"]["batch_images_per_second"] > 0 and 0 < single["p50_ms"] <= single["p99_ms"]
