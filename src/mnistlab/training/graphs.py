@@ -1,13 +1,14 @@
 """A training step replayed as one CUDA graph: for small models the GPU waits on Python, not on arithmetic.
 
-Eagerly, a step of the default cnn (batch 128) took ~2.3 ms on an H200 machine, almost all of it the host
-launching ~60 small kernels one by one (forward, backward, metrics) while the GPU idled. A CUDA graph records
+Eagerly, a step of the default cnn (batch 128) took ~2.3 ms on an H200 machine, most of it the host launching
+dozens of small kernels one by one (forward, backward, optimiser, metrics) while the GPU idled. A CUDA graph records
 those launches once and replays them with one call: the 430-step epoch went from 0.97 s to 0.185 s
 (BENCHMARKS.md, GPU section).
 
-What is captured: forward (under autocast if asked), the loss, backward, and the per-step metrics. What is
-not: the optimiser step. It runs eagerly after each replay (one fused kernel on CUDA), so the learning-rate
-schedule stays a plain float that the scheduler sets each step, and checkpoints and resume need nothing new.
+What is captured: forward (under autocast if asked), the loss and backward. What is not: the optimiser step,
+which runs eagerly after each replay (one fused kernel on CUDA), so the learning-rate schedule stays a plain
+float that the scheduler sets each step and checkpoints and resume need nothing new; and the per-step loss
+and accuracy sums, a few tiny kernels in :func:`~mnistlab.training.loop.train_one_epoch`.
 
 How (after the PyTorch CUDA-graph notes): the first ``warmup`` batches are ordinary eager steps on a side
 stream, run on static input buffers, so that cuDNN, cuBLAS and autograd have allocated what they need;
