@@ -22,7 +22,6 @@ validation, never on test. ``--out FILE`` also writes every figure as JSON.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import sys
@@ -36,7 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))  # sibling modules, how
 
 import mnistlab
 from competitors import Arrays, pytorch_example
-from measure import images_per_second, percentiles_ms
+from measure import images_per_second, images_trained, percentiles_ms, write_json
 from mnistlab.data import load_dataset
 
 
@@ -65,7 +64,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def mnistlab_runs(args: argparse.Namespace, tmp: Path) -> dict:
+def mnistlab_runs(args: argparse.Namespace, tmp: Path, data: Arrays) -> dict:
     def config(seed: int, out: Path) -> mnistlab.TrainConfig:
         cfg = mnistlab.recipe("cnn")
         cfg.device, cfg.seed, cfg.quiet, cfg.progress, cfg.out = args.device, seed, True, False, str(out)
@@ -92,8 +91,7 @@ def mnistlab_runs(args: argparse.Namespace, tmp: Path) -> dict:
     for seed in range(args.seeds):
         run = mnistlab.train(config(seed, tmp / f"seed{seed}"))
         s = run.summary
-        n_train = 60_000 - cfg.data.val_size  # MNIST's training split less the validation images
-        images = sum(min(h["steps"] * cfg.batch_size, n_train) for h in run.history)
+        _, images = images_trained(run)
         runs.append(
             {
                 "seed": seed,
@@ -113,7 +111,7 @@ def mnistlab_runs(args: argparse.Namespace, tmp: Path) -> dict:
     tests = [r["test_accuracy"] for r in runs]
     vals = [r["val_accuracy"] for r in runs]
     result = {
-        "config": json.loads(cfg.to_json()),
+        "config": cfg.to_dict(),
         "runs": runs,
         "train_seconds_median": statistics.median(times),
         "test_accuracy_mean": statistics.fmean(tests),
@@ -121,7 +119,7 @@ def mnistlab_runs(args: argparse.Namespace, tmp: Path) -> dict:
         "val_accuracy_mean": statistics.fmean(vals),
     }
     if run is not None:
-        result["inference"] = inference(run)
+        result["inference"] = inference(run, data)
     verdict = "reached" if result["test_accuracy_mean"] >= 0.99 else "NOT reached"
     print(
         f"time-to-99 %: median {result['train_seconds_median']:.3f} s training; mean test accuracy "
@@ -132,11 +130,10 @@ def mnistlab_runs(args: argparse.Namespace, tmp: Path) -> dict:
     return result
 
 
-def inference(run: mnistlab.Run) -> dict:
+def inference(run: mnistlab.Run, data: Arrays) -> dict:
     """Run.predict on the training device: raw uint8 images in, probabilities back on the host (so each call
     ends with a device-to-host copy, which waits for the GPU: the times are complete)."""
-    arrays = load_dataset("mnist", None, download=False, progress=False)
-    images = arrays.test_images  # (10000, 28, 28) uint8
+    images = data.test_images  # (10000, 28, 28) uint8
     result = {
         "path": "Run.predict (preprocessing + forward + softmax, result copied to the host)",
         "batch_images_per_second": images_per_second(lambda: run.predict(images), len(images), repeats=5),
@@ -151,9 +148,7 @@ def inference(run: mnistlab.Run) -> dict:
     return result
 
 
-def example_run(args: argparse.Namespace) -> dict:
-    arrays = load_dataset("mnist", None, download=False, progress=False)
-    data = Arrays(arrays.train_images, arrays.train_labels, arrays.test_images, arrays.test_labels)
+def example_run(args: argparse.Namespace, data: Arrays) -> dict:
     res = pytorch_example(data, max_epochs=14, max_steps=args.max_steps, device=args.device)
     res.pop("model")
     for e in res["epochs"]:
@@ -179,19 +174,18 @@ def main(argv: list[str] | None = None) -> None:
         "argv": sys.argv[1:],
         "host_cpus": os.cpu_count(),
     }
+    arrays = load_dataset("mnist", None, download=False, progress=False)  # the package's own copy
+    data = Arrays(arrays.train_images, arrays.train_labels, arrays.test_images, arrays.test_labels)
     with tempfile.TemporaryDirectory(prefix="mnistlab-gpu-") as tmp:
-        result["mnistlab_cnn"] = mnistlab_runs(args, Path(tmp))
+        result["mnistlab_cnn"] = mnistlab_runs(args, Path(tmp), data)
     if args.example:
-        result["pytorch_example"] = ex = example_run(args)
+        result["pytorch_example"] = ex = example_run(args, data)
         if ex["time_to_99"]:
             ratio = ex["time_to_99"] / result["mnistlab_cnn"]["train_seconds_median"]
             result["speedup_vs_example"] = ratio
             print(f"speed-up, example time-to-99 % / mnistlab median: {ratio:.1f}x", flush=True)
     if args.out is not None:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        tmp_out = args.out.with_name(args.out.name + ".tmp")
-        tmp_out.write_text(json.dumps(result, indent=2))
-        os.replace(tmp_out, args.out)
+        write_json(args.out, result)
 
 
 if __name__ == "__main__":

@@ -1,7 +1,9 @@
-"""Measuring helpers for bench/run.py: the machine, its FP32 peak, and inference latency/throughput."""
+"""Measuring helpers for bench/run.py and bench/gpu.py: the machine, its FP32 peak, images trained, inference
+latency/throughput, and writing a result file."""
 
 from __future__ import annotations
 
+import json
 import os
 import platform
 import statistics
@@ -84,3 +86,24 @@ def images_per_second(fn: Callable[[], object], images: int, repeats: int) -> fl
 def load_average() -> list[float] | None:
     """1, 5 and 15-minute load averages: how busy the machine was (other processes share the cores)."""
     return [round(v, 2) for v in os.getloadavg()] if hasattr(os, "getloadavg") else None
+
+
+MNIST_TRAIN_IMAGES = 60_000  # MNIST's training split, before the validation images are held out
+
+
+def images_trained(run) -> tuple[int, int]:
+    """(images in the run's training split, images trained on over all epochs) for a finished mnistlab Run.
+
+    An epoch trains on every image once; a run stopped early by ``max_steps`` or ``dry_run`` counts its steps.
+    """
+    cfg = run.config
+    n_train = cfg.data.train_subset or MNIST_TRAIN_IMAGES - cfg.data.val_size
+    return n_train, sum(min(h["steps"] * cfg.batch_size, n_train) for h in run.history)
+
+
+def write_json(path: Path, result: dict) -> None:
+    """Write ``result`` as JSON through a temporary file and ``os.replace``: a reader never sees half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(result, indent=2))
+    os.replace(tmp, path)

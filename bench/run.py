@@ -23,7 +23,6 @@ from the working ones (~4x slower), and PASSIVE is the better choice: set it in 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import sys
@@ -41,7 +40,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))  # sibling modules, how
 import mnistlab
 from competitors import Arrays, pytorch_example, sklearn_mlp
 from data_load import load_timings
-from measure import images_per_second, load_average, machine, percentiles_ms
+from measure import images_per_second, images_trained, load_average, machine, percentiles_ms, write_json
 from mnistlab.data import load_dataset
 from mnistlab.models import flops_per_image
 from mnistlab.training.environment import git_commit
@@ -93,8 +92,7 @@ def train_seed(name: str, seed: int, suite: Suite, data: Arrays, workdir: Path) 
         # test pass; we score the (subset) test images ourselves so the row still has an accuracy.
         cfg.dry_run, cfg.dry_run_batches = True, suite.max_steps
     run = mnistlab.train(cfg)
-    n_train = suite.train_subset or 60_000 - cfg.data.val_size
-    images = sum(min(h["steps"] * cfg.batch_size, n_train) for h in run.history)
+    n_train, images = images_trained(run)
     test_accuracy = run.summary.get("test_accuracy")
     if test_accuracy is None:
         predicted = run.predict(torch.from_numpy(data.test_images)).argmax(1).numpy()
@@ -398,11 +396,7 @@ def main(argv: list[str] | None = None) -> dict:
     res["markdown"] = report
     print(report)
     if args.out:
-        out = Path(args.out)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = out.with_suffix(out.suffix + ".tmp")
-        tmp.write_text(json.dumps(_jsonable(res), indent=2))
-        os.replace(tmp, out)  # atomic: a reader never sees half a file
+        write_json(Path(args.out), _jsonable(res))
     return res
 
 
