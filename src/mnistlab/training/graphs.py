@@ -29,7 +29,8 @@ from mnistlab.training.loop import eager_step, forward_backward
 class GraphedStep:
     """Call with one batch (x (B, 1, 28, 28), y (B,)) on a CUDA device; trains on it; returns (loss, logits).
 
-    The returned tensors are the graph's static outputs, overwritten by the next replay: copy what you keep.
+    The loss is a fresh tensor; the logits are the graph's static output, overwritten by the next replay, so
+    use them before the next call.
     """
 
     def __init__(
@@ -78,7 +79,8 @@ class GraphedStep:
             self.grads_detached = False
         self.graph.replay()  # forward + loss + backward into the static gradient buffers
         self.optimizer.step()
-        return self.static_out
+        loss, logits = self.static_out
+        return loss.clone(), logits  # the caller keeps every step's loss; the static one is overwritten
 
     def _side_stream_step(self) -> tuple[torch.Tensor, torch.Tensor]:
         if self.side_stream is None:

@@ -77,7 +77,8 @@ def train_one_epoch(
     Returns mean training loss and accuracy over the images seen (the loss of each batch as computed
     before its update, weighted by batch size), the step count and the per-step losses. ``step_fn`` replaces
     the eager step, e.g. with a CUDA-graph replay (:class:`mnistlab.training.graphs.GraphedStep`); it must
-    train on the batch exactly as :func:`eager_step` does.
+    train on the batch exactly as :func:`eager_step` does and return a loss tensor that the next step leaves
+    alone (every step's loss is kept until the epoch ends).
     """
     model.train()
     device = next(model.parameters()).device
@@ -94,7 +95,7 @@ def train_one_epoch(
             loss, logits = step_fn(x, y)
         if scheduler is not None:
             scheduler.step()
-        detached = loss.detach().clone()  # a graph's static loss is overwritten by the next replay
+        detached = loss.detach()
         step_losses.append(detached)
         loss_sum += detached * y.shape[0]
         correct += (logits.detach().argmax(dim=1) == y).sum()
