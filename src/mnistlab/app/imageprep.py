@@ -21,22 +21,17 @@ import warnings
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageFilter, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError
 
-from mnistlab.errors import MnistlabError
+from mnistlab.app.errors import ImageError
+from mnistlab.app.photo import digit_mask, find_ink
 
 FIELD = 28  # output side, pixels
 BOX = 20  # the digit's longest side after scaling, pixels (as in MNIST)
 CENTRE = 14.0  # target centre of mass (row, col), 0-based pixel coordinates
 WORK_SIDE = 1024  # larger images are first reduced (BOX filter) so the float work stays small: ~4 MB
-MIN_CONTRAST = 40.0  # ink must be at least this many grey levels above the background, else "no ink found"
-SPECK_FILTER_MIN_SIDE = 100  # images at least this big get specks removed from the ink mask
-NOISE_SIGMAS = 6.0  # ... and this many robust standard deviations of the background's texture above it
+MIN_CONTRAST = 40.0  # --raw only: the brightest ink must stand this many grey levels above the median
 FORMATS = ("PNG", "JPEG", "BMP", "GIF", "WEBP")
-
-
-class ImageError(MnistlabError):
-    """An input image cannot be used: not an image, unsupported, too large, blank or missing."""
 
 
 # ---- loading ------------------------------------------------------------------------------------------------
@@ -76,6 +71,7 @@ def load_grey(
                 if img.format == "JPEG":
                     img.draft("L", (WORK_SIDE, WORK_SIDE))  # decode at 1/2..1/8 scale when that is enough
                 img.load()
+                ImageOps.exif_transpose(img, in_place=True)  # phones store the camera's rotation in EXIF
                 grey = _to_grey(img)
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
         raise ImageError(
@@ -126,64 +122,31 @@ def ink_on_black(grey: np.ndarray) -> np.ndarray:
     return 255.0 - grey if np.median(border) > 127.5 else grey
 
 
-def otsu_threshold(values: np.ndarray) -> float:
-    """Otsu's threshold (maximises between-class variance) of grey levels 0-255."""
-    hist = np.bincount(np.clip(values, 0, 255).astype(np.int64).ravel(), minlength=256).astype(np.float64)
-    levels = np.arange(256, dtype=np.float64)
-    w0 = np.cumsum(hist)
-    w1 = w0[-1] - w0
-    m0 = np.cumsum(hist * levels)
-    mean0 = np.divide(m0, w0, out=np.zeros_like(m0), where=w0 > 0)
-    mean1 = np.divide(m0[-1] - m0, w1, out=np.zeros_like(m0), where=w1 > 0)
-    between = w0 * w1 * (mean0 - mean1) ** 2
-    return float(np.argmax(between)) + 0.5
-
-
-def isolate_ink(grey: np.ndarray, label: str = "image") -> tuple[np.ndarray, np.ndarray]:
-    """Remove the background and its texture: (ink 0-255 float32 (H, W), ink mask bool (H, W)).
-
-    Otsu's threshold splits the (ink-bright) image into background and ink classes; the background level
-    and its texture (robust std, from the median absolute deviation) come from the background class only,
-    so they hold whether the ink covers 2 % or 60 % of the image. There is ink only when the two classes
-    are MIN_CONTRAST grey levels apart and NOISE_SIGMAS texture std apart: Otsu also splits plain noisy
-    paper in two, but then the classes are only ~1.6 std apart. The mask (for the bounding box) is the ink
-    class; the ink is then stretched so its typical level becomes 255, like MNIST's saturated strokes.
-    """
-    x = ink_on_black(grey)
-    threshold = otsu_threshold(x)
-    paper, ink_pixels = x[x <= threshold], x[x > threshold]
-    if ink_pixels.size == 0 or paper.size == 0:
-        raise ImageError(f"{label}: no ink found (blank image: one grey level)")
-    background = float(np.median(paper))
-    sigma = 1.4826 * float(np.median(np.abs(paper - background)))  # robust std of the paper's texture
-    floor = max(MIN_CONTRAST, NOISE_SIGMAS * sigma)
-    contrast = float(np.median(ink_pixels)) - background
-    if contrast < floor:
-        raise ImageError(
-            f"{label}: no ink found (blank image: ink/background contrast {contrast:.0f} < {floor:.0f} grey levels)"
-        )
-    x = np.clip(x - background, 0.0, None)
-    mask = x > threshold - background
-    if min(mask.shape) >= SPECK_FILTER_MIN_SIDE:
-        # Isolated texture specks would stretch the bounding box; a 3x3 median removes them (strokes in an
-        # image this large are several pixels wide and survive it).
-        filtered = Image.fromarray(mask.astype(np.uint8) * 255, mode="L").filter(ImageFilter.MedianFilter(3))
-        mask = np.asarray(filtered) > 127
-        if not mask.any():
-            raise ImageError(f"{label}: no ink found (only isolated specks)")
-    # Texture under 3 std (or 20 grey levels) becomes 0, as MNIST's background is exactly 0; typical
-    # ink (the 90th percentile of the ink class) becomes 255.
-    low = min(floor / 2, 0.5 * (threshold - background))
-    ink_level = max(float(np.percentile(x[mask], 90)), low + 1.0)
-    ink = np.clip((x - low) / (ink_level - low), 0.0, 1.0) * 255.0
-    return ink.astype(np.float32), mask
-
-
 def mnist_style(grey: np.ndarray, label: str = "image") -> np.ndarray:
-    """MNIST-style uint8 (28, 28): crop to the ink, fit 20x20 (aspect kept, LANCZOS), centre of mass at 14,14."""
-    ink, mask = isolate_ink(grey, label)
+    """MNIST-style uint8 (28, 28) of the one digit in a photo, scan or drawing (float32 (H, W) grey levels)."""
+    page = find_ink(grey, label)
+    return layout_digit(page.contrast, digit_mask(page, label), page.edge, label)
+
+
+def layout_digit(contrast: np.ndarray, mask: np.ndarray, edge: float, label: str = "image") -> np.ndarray:
+    """MNIST layout of the ink under ``mask``: crop, fit 20x20 (aspect kept, LANCZOS), centre of mass at 14,14.
+
+    ``contrast`` float32 (H, W) is the ink's contrast (paper 0), ``edge`` the contrast where the mask stops:
+    it becomes 0, and the ink's typical contrast (90th percentile) becomes 255, like MNIST's saturated
+    strokes. Ink outside ``mask`` (another digit, an erased ruled line) is left out. uint8 (28, 28).
+    """
     rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
-    crop = ink[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
+    if rows.size == 0:
+        raise ImageError(f"{label}: no ink found")
+    box = (slice(rows[0], rows[-1] + 1), slice(cols[0], cols[-1] + 1))
+    crop, inside = contrast[box], mask[box]
+    level = max(float(np.percentile(crop[inside], 90)), edge + 1e-3)
+    ink = np.clip((crop - edge) / (level - edge), 0.0, 1.0) * inside * 255.0
+    return centre_in_field(ink, label)
+
+
+def centre_in_field(crop: np.ndarray, label: str = "image") -> np.ndarray:
+    """float (h, w) ink 0-255 cropped to its box -> uint8 (28, 28): longest side 20, centre of mass at 14,14."""
     h, w = crop.shape
     scale = BOX / max(h, w)
     size = (max(1, round(w * scale)), max(1, round(h * scale)))  # Pillow sizes are (width, height)
