@@ -29,7 +29,7 @@ from mnistlab.app.photo import digit_mask, find_ink
 FIELD = 28  # output side, pixels
 BOX = 20  # the digit's longest side after scaling, pixels (as in MNIST)
 CENTRE = 14.0  # target centre of mass (row, col), 0-based pixel coordinates
-WORK_SIDE = 1024  # larger images are first reduced (BOX filter) so the float work stays small: ~4 MB
+WORK_SIDE = 640  # larger images are first reduced (BOX filter): a digit keeps its shape, the work stays small
 MIN_CONTRAST = 40.0  # --raw only: the brightest ink must stand this many grey levels above the median
 FORMATS = ("PNG", "JPEG", "BMP", "GIF", "WEBP")
 

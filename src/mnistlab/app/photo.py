@@ -35,13 +35,15 @@ BACKGROUND_SIDE = 256  # longest side of the copy the paper's brightness is esti
 PAPER_WINDOW = 0.5  # closing window, fraction of that copy's short side: wider than any stroke
 ROUGH_INK = 0.15  # what the closing raised by 15 % or more is ink, or a fill to check
 SMOOTH_SLOPE = 0.04  # brightness changing by less than 4 % per pixel (of the small copy) is no edge
-FILL_SIDE = 128  # longest side of the copy whose enclosed dark basins are filled, pixels
+FILL_SIDE = 64  # longest side of the copy whose enclosed dark basins are filled, pixels
 ENCLOSED_SHARE = 0.25  # raised by the basin fill less than this share of the closing's rise: paper
-POLARITY_SIDE = 64  # longest side of the copy the polarity is decided on, pixels
+POLARITY_SIDE = 32  # longest side of the copy the polarity is decided on, pixels
 VISIBLE = 0.10  # ink is visible when at least 10 % darker than the paper around it (Weber contrast)
 NOISE_SIGMAS = 5.0  # ... and this many standard deviations of the paper's noise
 EDGE_FRACTION = 0.35  # the stroke's faint edge: this fraction of the ink's typical contrast
-LINE_ANGLES = np.arange(-6.0, 6.01, 0.5)  # page rotations searched for ruled lines, degrees
+LINE_MAX_ANGLE = 6.0  # page rotations searched for ruled lines: +-6 degrees
+LINE_EVIDENCE = 0.03  # a faint line: 3 % darker than the paper beside it (and 4 noise std)
+LINE_WINDOW = 7  # ... within this many pixels across the line
 LINE_COVER = 0.8  # a line crosses at least this share of the photo (in 16 bins)
 LINE_THICKNESS = 0.02  # ... and is at most this thick, fraction of the photo's short side
 LINE_MIN_SIDE = 100  # smaller images (an MNIST array, an icon) are not searched for lines, pixels
@@ -208,6 +210,7 @@ class Contrast:
     weber: np.ndarray  # float32 (H, W): (paper - grey) / paper, ink positive (light-on-dark: / 255)
     excess: np.ndarray  # float32 (H, W): the same departure in grey levels, minus the paper's own level
     noise: float  # robust std of the paper's grey levels around B, grey levels
+    light: bool  # light paper, dark ink
 
 
 def ink_contrast(grey: np.ndarray) -> Contrast:
@@ -220,7 +223,9 @@ def ink_contrast(grey: np.ndarray) -> Contrast:
     # Weber contrast needs the paper's brightness; a quarter of the brightest paper bounds it from below so
     # that the table beyond the sheet (or a deep shadow) does not turn its noise into contrast.
     scale = np.maximum(paper - level, 0.25 * float(paper.max(initial=1.0))) if light else 255.0
-    return Contrast(weber=(excess / scale).astype(np.float32), excess=excess.astype(np.float32), noise=noise)
+    return Contrast(
+        weber=(excess / scale).astype(np.float32), excess=excess.astype(np.float32), noise=noise, light=light
+    )
 
 
 # ---- 4: visible ink ------------------------------------------------------------------------------------------
@@ -250,51 +255,58 @@ def visible_ink(contrast: Contrast, label: str) -> tuple[np.ndarray, float]:
 # ---- 5: ruled lines and the sheet's edges --------------------------------------------------------------------
 
 
-def _line_rows(mask: np.ndarray) -> tuple[float, list[tuple[int, int]]]:
-    """Horizontal lines in ``mask``: (page angle in degrees, [(first, last) sheared row of each line]).
+def _sheared_rows(ys: np.ndarray, xs: np.ndarray, angle: float, pad: int) -> np.ndarray:
+    """Row index of each pixel once lines at ``angle`` degrees are sheared flat (offset by ``pad``)."""
+    return ys - np.round(xs * np.tan(np.deg2rad(angle))).astype(np.int64) + pad
 
-    Each angle shears the mask so that lines at that angle become rows; the angle whose row projection is
-    most peaked wins. A line's band covers LINE_COVER of 16 column bins and is at most LINE_THICKNESS thick.
+
+def _line_rows(evidence: np.ndarray) -> tuple[float, list[tuple[int, int]]]:
+    """Horizontal lines in ``evidence`` (bool (H, W)): (page angle, degrees; [(first, last) sheared row]).
+
+    Each angle shears the evidence so that lines at that angle become rows; the angle whose row projection
+    is most peaked wins (1-degree steps, then half-degree). A line's band covers LINE_COVER of 16 column
+    bins and is at most LINE_THICKNESS thick.
     """
-    ys, xs = np.nonzero(mask)
-    h, w = mask.shape
+    ys, xs = np.nonzero(evidence)
+    h, w = evidence.shape
     if ys.size == 0:
         return 0.0, []
-    pad = int(np.ceil(w * np.tan(np.deg2rad(np.abs(LINE_ANGLES).max())))) + 1
-    best = (-1.0, 0.0, np.zeros(0))
-    for angle in LINE_ANGLES:
-        rows = ys - np.round(xs * np.tan(np.deg2rad(angle))).astype(np.int64) + pad
-        profile = np.bincount(rows, minlength=h + 2 * pad).astype(np.float64)
-        score = float((profile**2).sum())
-        if score > best[0]:
-            best = (score, float(angle), profile)
-    _, angle, profile = best
-    rows = ys - np.round(xs * np.tan(np.deg2rad(angle))).astype(np.int64) + pad
-    thick = max(2, round(LINE_THICKNESS * min(h, w)))
-    lines = []
+    pad = int(np.ceil(w * np.tan(np.deg2rad(LINE_MAX_ANGLE + 1)))) + 1
+
+    def peakedness(angle: float) -> float:
+        profile = np.bincount(_sheared_rows(ys, xs, angle, pad), minlength=h + 2 * pad)
+        return float(np.square(profile, dtype=np.float64).sum())
+
+    coarse = max(np.arange(-LINE_MAX_ANGLE, LINE_MAX_ANGLE + 0.1, 1.0), key=peakedness)
+    angle = float(max((coarse - 0.5, coarse, coarse + 0.5), key=peakedness))
+    rows = _sheared_rows(ys, xs, angle, pad)
+    profile = np.bincount(rows, minlength=h + 2 * pad).astype(np.float64)
+    profile = np.convolve(profile, np.ones(3), mode="same")  # a line drifting by a row still counts
+    thick = max(3, round(LINE_THICKNESS * min(h, w)))
+    lines: list[tuple[int, int]] = []
     for peak in np.flatnonzero(profile >= 0.5 * w):
-        if lines and peak <= lines[-1][1]:
+        if (lines and peak <= lines[-1][1] + pad) or profile[peak] < profile[max(peak - 1, 0) : peak + 2].max():
             continue
         first, last = peak, peak
         while first > 0 and profile[first - 1] >= 0.3 * profile[peak]:
             first -= 1
         while last + 1 < profile.size and profile[last + 1] >= 0.3 * profile[peak]:
             last += 1
-        in_band = (rows >= first) & (rows <= last)
-        bins = np.unique(xs[in_band] * 16 // w)
+        bins = np.unique(xs[(rows >= first) & (rows <= last)] * 16 // w)
         if last - first + 1 <= thick and bins.size >= LINE_COVER * 16:
             lines.append((first - pad, last - pad))
     return angle, lines
 
 
 def _erase_rows(mask: np.ndarray, angle: float, lines: list[tuple[int, int]]) -> np.ndarray:
-    """``mask`` without the sheared row bands, except in columns where a stroke crosses the band."""
+    """``mask`` without the sheared row bands (one row more each side), except in columns where the ink
+    goes on beyond the band: a stroke crossing the line, touching it or running along it keeps its ink."""
     h, w = mask.shape
     out = mask.copy()
     cols = np.arange(w)
     shift = np.round(cols * np.tan(np.deg2rad(angle))).astype(np.int64)
 
-    def at(row: int) -> np.ndarray:  # mask along one sheared row, False outside the image
+    def at(row: int) -> np.ndarray:  # the mask along one sheared row, False outside the image
         ys = row + shift
         inside = (ys >= 0) & (ys < h)
         got = np.zeros(w, dtype=bool)
@@ -302,23 +314,40 @@ def _erase_rows(mask: np.ndarray, angle: float, lines: list[tuple[int, int]]) ->
         return got
 
     for first, last in lines:
-        above = at(first - 1) | at(first - 2)
-        below = at(last + 1) | at(last + 2)
-        crossing = above & below
+        first, last = first - 1, last + 1
+        crossing = at(first - 1) | at(first - 2) | at(last + 1) | at(last + 2)
         for row in range(first, last + 1):
             ys = row + shift
-            keep = (ys >= 0) & (ys < h) & ~crossing
-            out[ys[keep], cols[keep]] = False
+            erase = (ys >= 0) & (ys < h) & ~crossing
+            out[ys[erase], cols[erase]] = False
     return out
 
 
-def remove_lines(mask: np.ndarray) -> tuple[np.ndarray, int]:
-    """(mask without ruled/squared lines and straight sheet edges, number of lines removed)."""
+def line_evidence(grey: np.ndarray, light: bool, noise: float, across: int) -> np.ndarray:
+    """bool (H, W): thin dark lines running across ``across`` (0: horizontal lines, 1: vertical lines).
+
+    A black top-hat along one axis: how much a pixel is darker than a closing over LINE_WINDOW pixels along
+    that axis. Lines a few pixels thick stand out; the paper's slow changes do not, and neither do the
+    closing's errors. A pixel is evidence when LINE_EVIDENCE (Weber) and 4 noise std darker.
+    """
+    sign = 1.0 if light else -1.0
+    size = (LINE_WINDOW, 1) if across == 0 else (1, LINE_WINDOW)
+    closed = sign * ndimage.grey_closing(sign * grey, size=size)
+    dip = sign * (closed - grey)
+    return (dip >= LINE_EVIDENCE * (np.abs(closed) if light else 255.0)) & (dip >= 4 * noise)
+
+
+def remove_lines(mask: np.ndarray, grey: np.ndarray, light: bool, noise: float) -> tuple[np.ndarray, int]:
+    """(``mask`` without ruled or squared lines and straight sheet edges, number of lines removed).
+
+    Lines are found in :func:`line_evidence`, not in the ink mask: a faint line breaks up in the ink mask
+    but runs whole in the evidence.
+    """
     if min(mask.shape) < LINE_MIN_SIDE:
         return mask, 0
-    angle, rows = _line_rows(mask)
+    angle, rows = _line_rows(line_evidence(grey, light, noise, across=0))
     out = _erase_rows(mask, angle, rows) if rows else mask
-    angle_t, cols = _line_rows(out.T)
+    angle_t, cols = _line_rows(line_evidence(grey, light, noise, across=1).T)
     if cols:
         out = _erase_rows(out.T, angle_t, cols).T
     return out, len(rows) + len(cols)
@@ -349,7 +378,7 @@ def find_ink(grey: np.ndarray, label: str = "image") -> Page:
     """The ink on a photo or scan (float32 (H, W) grey levels 0-255); ImageError, in plain words, when none."""
     contrast = ink_contrast(grey)
     mask, edge = visible_ink(contrast, label)
-    cleaned, lines = remove_lines(mask)
+    cleaned, lines = remove_lines(mask, grey, contrast.light, contrast.noise)
     cleaned = drop_border_bands(cleaned)
     if not cleaned.any():
         what = f"{lines} ruled line(s) or the sheet's edge" if lines else "the sheet's edge or the table"
@@ -376,17 +405,17 @@ def digit_mask(page: Page, label: str = "image") -> np.ndarray:
     y0, y1 = boxes[main][0].start, boxes[main][0].stop
     x0, x1 = boxes[main][1].start, boxes[main][1].stop
     changed = True
-    while changed:  # grow the cluster by components within a quarter of its size
+    while changed:  # grow the cluster by nearby components not much bigger than itself
         changed = False
-        reach = 0.25 * max(y1 - y0, x1 - x0)
+        size = max(y1 - y0, x1 - x0)
         for i in order[1:]:
             i = int(i)
-            if i in keep or mass[i] < 0.02 * mass[main]:
-                continue
             by, bx = boxes[i]
+            if i in keep or mass[i] < 0.02 * mass[main] or max(by.stop - by.start, bx.stop - bx.start) > 1.5 * size:
+                continue
             gap_y = max(by.start - y1, y0 - by.stop, 0)
             gap_x = max(bx.start - x1, x0 - bx.stop, 0)
-            if max(gap_y, gap_x) <= reach:
+            if max(gap_y, gap_x) <= 0.25 * size:
                 keep.append(i)
                 y0, y1 = min(y0, by.start), max(y1, by.stop)
                 x0, x1 = min(x0, bx.start), max(x1, bx.stop)
