@@ -11,8 +11,8 @@ Conditions (each photo has every mild effect; its condition makes one of them st
     shadow    a soft-edged shadow (35-65 % darker) over part of the page, often across the digit
     ruled     ruled (blue, grey) or squared paper; the digit sits on and crosses the lines
     noise     low light: sensor noise sigma 5-12 grey levels, JPEG quality 35-70, more blur
-    numbers   3-5 digits in a row with varied spacing (a third have two digits touching, a quarter a digit
-              broken into strokes), under a random mix of the above at milder strength
+    numbers   3-5 digits in a row with varied spacing (a third have two digits pushed together, most of them
+              touching; a quarter have a digit broken into strokes), under a random mix of the above, milder
 
 Visible ink, operationally: the ink's Weber contrast against the paper around it, (paper - ink) / paper in
 luma, is at least 0.3 here by construction (black, blue or pencil ink), and the noise of the photo is far
@@ -268,14 +268,14 @@ def layout_number(
 ) -> list[tuple[int, int]] | None:
     """Top-left positions for the digits of a number written in a row; None when it does not fit ``area``.
 
-    Gaps between neighbours are -10 %..+45 % of the digit height; in a third of the numbers one pair is
-    pushed together (-15..-3 %) so that their strokes usually touch.
+    Gaps between neighbours are 3-45 % of the digit height; in a third of the numbers one pair is pushed
+    together (their boxes overlap by 0-10 %) so that their strokes often touch.
     """
     x0, y0, x1, y1 = area
     height = max(a.shape[0] for a in alphas)
-    gaps = list(rng.uniform(-0.1, 0.45, len(alphas) - 1) * height)
+    gaps = list(rng.uniform(0.03, 0.45, len(alphas) - 1) * height)
     if rng.random() < 1 / 3:
-        gaps[int(rng.integers(len(gaps)))] = rng.uniform(-0.15, -0.03) * height
+        gaps[int(rng.integers(len(gaps)))] = rng.uniform(-0.1, 0.0) * height
     total = sum(a.shape[1] for a in alphas) + sum(gaps)
     if total > x1 - x0 or height * 1.2 > y1 - y0:
         return None

@@ -128,12 +128,16 @@ def mnist_style(grey: np.ndarray, label: str = "image") -> np.ndarray:
     return layout_digit(page.contrast, digit_mask(page, label), page.edge, label)
 
 
-def layout_digit(contrast: np.ndarray, mask: np.ndarray, edge: float, label: str = "image") -> np.ndarray:
+def layout_digit(
+    contrast: np.ndarray, mask: np.ndarray, edge: float, label: str = "image", height: float | None = None
+) -> np.ndarray:
     """MNIST layout of the ink under ``mask``: crop, fit 20x20 (aspect kept, LANCZOS), centre of mass at 14,14.
 
     ``contrast`` float32 (H, W) is the ink's contrast (paper 0), ``edge`` the contrast where the mask stops:
     it becomes 0, and the ink's typical contrast (90th percentile) becomes 255, like MNIST's saturated
-    strokes. Ink outside ``mask`` (another digit, an erased ruled line) is left out. uint8 (28, 28).
+    strokes. Ink outside ``mask`` (another digit, an erased ruled line) is left out. With ``height`` (the
+    height of the digits of a row, pixels), the ink is scaled as a digit that tall would be, so a fragment
+    stays small instead of filling the box like a digit. uint8 (28, 28).
     """
     rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
     if rows.size == 0:
@@ -142,13 +146,14 @@ def layout_digit(contrast: np.ndarray, mask: np.ndarray, edge: float, label: str
     crop, inside = contrast[box], mask[box]
     level = max(float(np.percentile(crop[inside], 90)), edge + 1e-3)
     ink = np.clip((crop - edge) / (level - edge), 0.0, 1.0) * inside * 255.0
-    return centre_in_field(ink, label)
+    return centre_in_field(ink, label, height)
 
 
-def centre_in_field(crop: np.ndarray, label: str = "image") -> np.ndarray:
-    """float (h, w) ink 0-255 cropped to its box -> uint8 (28, 28): longest side 20, centre of mass at 14,14."""
+def centre_in_field(crop: np.ndarray, label: str = "image", height: float | None = None) -> np.ndarray:
+    """float (h, w) ink 0-255 cropped to its box -> uint8 (28, 28): longest side 20 (or ``height`` 20, if
+    that is longer), centre of mass at 14,14."""
     h, w = crop.shape
-    scale = BOX / max(h, w)
+    scale = BOX / max(h, w, height or 0)
     size = (max(1, round(w * scale)), max(1, round(h * scale)))  # Pillow sizes are (width, height)
     small = Image.fromarray(np.round(crop).astype(np.uint8), mode="L").resize(size, Image.Resampling.LANCZOS)
     digit = np.asarray(small, dtype=np.float64)  # (<=20, <=20)

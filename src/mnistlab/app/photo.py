@@ -298,27 +298,36 @@ def _line_rows(evidence: np.ndarray) -> tuple[float, list[tuple[int, int]]]:
     return angle, lines
 
 
-def _erase_rows(mask: np.ndarray, angle: float, lines: list[tuple[int, int]]) -> np.ndarray:
-    """``mask`` without the sheared row bands (one row more each side), except in columns where the ink
-    goes on beyond the band: a stroke crossing the line, touching it or running along it keeps its ink."""
+def _erase_rows(mask: np.ndarray, weber: np.ndarray, angle: float, lines: list[tuple[int, int]]) -> np.ndarray:
+    """``mask`` without the sheared row bands (one row more each side), except where ink stays: in columns
+    where the ink goes on beyond the band (a stroke crossing or touching the line), and where a pixel is
+    clearly darker than the line itself (a stroke running along it: printed lines are paler than ink)."""
     h, w = mask.shape
     out = mask.copy()
     cols = np.arange(w)
     shift = np.round(cols * np.tan(np.deg2rad(angle))).astype(np.int64)
 
-    def at(row: int) -> np.ndarray:  # the mask along one sheared row, False outside the image
+    def at(row: int) -> tuple[np.ndarray, np.ndarray]:  # (ys, inside) of one sheared row
         ys = row + shift
-        inside = (ys >= 0) & (ys < h)
+        return ys, (ys >= 0) & (ys < h)
+
+    def ink(row: int) -> np.ndarray:  # the mask along one sheared row, False outside the image
+        ys, inside = at(row)
         got = np.zeros(w, dtype=bool)
         got[inside] = mask[ys[inside], cols[inside]]
         return got
 
     for first, last in lines:
         first, last = first - 1, last + 1
-        crossing = at(first - 1) | at(first - 2) | at(last + 1) | at(last + 2)
-        for row in range(first, last + 1):
-            ys = row + shift
-            erase = (ys >= 0) & (ys < h) & ~crossing
+        crossing = ink(first - 1) | ink(first - 2) | ink(last + 1) | ink(last + 2)
+        band = [at(row) for row in range(first, last + 1)]
+        values = np.concatenate([weber[ys[inside], cols[inside]] for ys, inside in band])
+        on_line = values[values >= LINE_EVIDENCE]
+        level = float(np.median(on_line)) if on_line.size else 0.0
+        darker = max(1.5 * level, level + 0.15)  # Weber contrast of ink that is not the line
+        for ys, inside in band:
+            erase = inside & ~crossing
+            erase[erase] = weber[ys[erase], cols[erase]] < darker
             out[ys[erase], cols[erase]] = False
     return out
 
@@ -337,7 +346,9 @@ def line_evidence(grey: np.ndarray, light: bool, noise: float, across: int) -> n
     return (dip >= LINE_EVIDENCE * (np.abs(closed) if light else 255.0)) & (dip >= 4 * noise)
 
 
-def remove_lines(mask: np.ndarray, grey: np.ndarray, light: bool, noise: float) -> tuple[np.ndarray, int]:
+def remove_lines(
+    mask: np.ndarray, weber: np.ndarray, grey: np.ndarray, light: bool, noise: float
+) -> tuple[np.ndarray, int]:
     """(``mask`` without ruled or squared lines and straight sheet edges, number of lines removed).
 
     Lines are found in :func:`line_evidence`, not in the ink mask: a faint line breaks up in the ink mask
@@ -346,10 +357,10 @@ def remove_lines(mask: np.ndarray, grey: np.ndarray, light: bool, noise: float) 
     if min(mask.shape) < LINE_MIN_SIDE:
         return mask, 0
     angle, rows = _line_rows(line_evidence(grey, light, noise, across=0))
-    out = _erase_rows(mask, angle, rows) if rows else mask
+    out = _erase_rows(mask, weber, angle, rows) if rows else mask
     angle_t, cols = _line_rows(line_evidence(grey, light, noise, across=1).T)
     if cols:
-        out = _erase_rows(out.T, angle_t, cols).T
+        out = _erase_rows(out.T, weber.T, angle_t, cols).T
     return out, len(rows) + len(cols)
 
 
@@ -378,7 +389,7 @@ def find_ink(grey: np.ndarray, label: str = "image") -> Page:
     """The ink on a photo or scan (float32 (H, W) grey levels 0-255); ImageError, in plain words, when none."""
     contrast = ink_contrast(grey)
     mask, edge = visible_ink(contrast, label)
-    cleaned, lines = remove_lines(mask, grey, contrast.light, contrast.noise)
+    cleaned, lines = remove_lines(mask, contrast.weber, grey, contrast.light, contrast.noise)
     cleaned = drop_border_bands(cleaned)
     if not cleaned.any():
         what = f"{lines} ruled line(s) or the sheet's edge" if lines else "the sheet's edge or the table"
