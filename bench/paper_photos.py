@@ -101,11 +101,7 @@ def draw_scene(condition: str, rng: np.random.Generator) -> Scene:
         ink=ink,
         light_floor=rng.uniform(0.35, 0.7) if strong["gradient"] else rng.uniform(0.75, 1.0),
         vignette=rng.uniform(0.1, 0.3) if strong["gradient"] else rng.uniform(0.0, 0.15),
-        shadow_depth=(
-            rng.uniform(0.35, 0.65)
-            if strong["shadow"] or (mild and rng.random() < 0.3)
-            else 0.0
-        ),
+        shadow_depth=(rng.uniform(0.35, 0.65) if strong["shadow"] or (mild and rng.random() < 0.3) else 0.0),
         lines=lines,
         table=(int(rng.integers(4)), float(rng.uniform(0.8, 0.95)))
         if rng.random() < (0.1 if strong["noise"] else 0.3)
@@ -269,13 +265,13 @@ def layout_number(
     """Top-left positions for the digits of a number written in a row; None when it does not fit ``area``.
 
     Gaps between neighbours are 3-45 % of the digit height; in a third of the numbers one pair is pushed
-    together (their boxes overlap by 0-10 %) so that their strokes often touch.
+    together (their boxes overlap by 0-6 % of the height) so that their strokes often touch.
     """
     x0, y0, x1, y1 = area
     height = max(a.shape[0] for a in alphas)
     gaps = list(rng.uniform(0.03, 0.45, len(alphas) - 1) * height)
     if rng.random() < 1 / 3:
-        gaps[int(rng.integers(len(gaps)))] = rng.uniform(-0.1, 0.0) * height
+        gaps[int(rng.integers(len(gaps)))] = rng.uniform(-0.06, 0.0) * height
     total = sum(a.shape[1] for a in alphas) + sum(gaps)
     if total > x1 - x0 or height * 1.2 > y1 - y0:
         return None
@@ -305,7 +301,8 @@ def place_digits(
     which = int(rng.integers(len(digits)))
     while True:
         alphas = [
-            digit_alpha(d, height * rng.uniform(0.9, 1.1), scene.angle + rng.normal(0, 3), rng) for d in digits
+            digit_alpha(d, height * rng.uniform(0.9, 1.1), scene.angle + rng.normal(0, 3), rng)
+            for d in digits
         ]
         if broken:
             alphas[which] = break_strokes(alphas[which], rng)
@@ -354,9 +351,7 @@ def render(digits: list[np.ndarray], labels: list[int], condition: str, rng: np.
     )
 
 
-def photo_set(
-    images: np.ndarray, labels: np.ndarray, condition: str, n: int, seed: int = 0
-) -> list[Photo]:
+def photo_set(images: np.ndarray, labels: np.ndarray, condition: str, n: int, seed: int = 0) -> list[Photo]:
     """``n`` photos for one condition from uint8 (N, 28, 28) digits: single digits take images[i] in order;
     numbers draw 3-5 digits at random from the whole array. Fixed by ``seed``."""
     rng = np.random.default_rng([seed, (*CONDITIONS, NUMBERS).index(condition)])
@@ -371,7 +366,9 @@ def photo_set(
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("out", type=Path, help="folder for the example JPEGs")
     parser.add_argument("--n", type=int, default=4, help="photos per condition")
     parser.add_argument("--split", choices=["train", "test"], default="test")

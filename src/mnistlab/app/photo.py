@@ -44,6 +44,7 @@ EDGE_FRACTION = 0.35  # the stroke's faint edge: this fraction of the ink's typi
 LINE_MAX_ANGLE = 6.0  # page rotations searched for ruled lines: +-6 degrees
 LINE_EVIDENCE = 0.03  # a faint line: 3 % darker than the paper beside it (and 4 noise std)
 LINE_WINDOW = 7  # ... within this many pixels across the line
+LINE_REMNANT = 0.7  # ink left with this share of its pixels on the lines, once erased, was line too
 LINE_COVER = 0.8  # a line crosses at least this share of the photo (in 16 bins)
 LINE_THICKNESS = 0.02  # ... and is at most this thick, fraction of the photo's short side
 LINE_MIN_SIDE = 100  # smaller images (an MNIST array, an icon) are not searched for lines, pixels
@@ -118,7 +119,9 @@ def paper_brightness(grey: np.ndarray, light: bool) -> np.ndarray:
     return np.asarray(Image.fromarray(paper).resize(size, Image.Resampling.BILINEAR))
 
 
-def _open_fills(raised: np.ndarray, raised_enclosed: np.ndarray, small: np.ndarray, paper: np.ndarray) -> np.ndarray:
+def _open_fills(
+    raised: np.ndarray, raised_enclosed: np.ndarray, small: np.ndarray, paper: np.ndarray
+) -> np.ndarray:
     """bool: pixels the closing raised (by ``raised`` grey levels) that are a fill, not ink (see above)."""
     scale = np.maximum(np.abs(paper), 8.0)
     lifted = raised >= ROUGH_INK * scale
@@ -285,7 +288,9 @@ def _line_rows(evidence: np.ndarray) -> tuple[float, list[tuple[int, int]]]:
     thick = max(3, round(LINE_THICKNESS * min(h, w)))
     lines: list[tuple[int, int]] = []
     for peak in np.flatnonzero(profile >= 0.5 * w):
-        if (lines and peak <= lines[-1][1] + pad) or profile[peak] < profile[max(peak - 1, 0) : peak + 2].max():
+        if (lines and peak <= lines[-1][1] + pad) or profile[peak] < profile[
+            max(peak - 1, 0) : peak + 2
+        ].max():
             continue
         first, last = peak, peak
         while first > 0 and profile[first - 1] >= 0.3 * profile[peak]:
@@ -298,12 +303,15 @@ def _line_rows(evidence: np.ndarray) -> tuple[float, list[tuple[int, int]]]:
     return angle, lines
 
 
-def _erase_rows(mask: np.ndarray, weber: np.ndarray, angle: float, lines: list[tuple[int, int]]) -> np.ndarray:
-    """``mask`` without the sheared row bands (one row more each side), except where ink stays: in columns
-    where the ink goes on beyond the band (a stroke crossing or touching the line), and where a pixel is
-    clearly darker than the line itself (a stroke running along it: printed lines are paler than ink)."""
+def _erase_rows(
+    mask: np.ndarray, weber: np.ndarray, angle: float, lines: list[tuple[int, int]]
+) -> tuple[np.ndarray, np.ndarray]:
+    """(``mask`` without the sheared row bands, the bands) (each band one row wider each side). Ink stays
+    in columns where it goes on beyond the band (a stroke crossing or touching the line), and where a pixel
+    is clearly darker than the line itself (a stroke running along it: printed lines are paler than ink)."""
     h, w = mask.shape
     out = mask.copy()
+    bands = np.zeros_like(mask)
     cols = np.arange(w)
     shift = np.round(cols * np.tan(np.deg2rad(angle))).astype(np.int64)
 
@@ -326,10 +334,11 @@ def _erase_rows(mask: np.ndarray, weber: np.ndarray, angle: float, lines: list[t
         level = float(np.median(on_line)) if on_line.size else 0.0
         darker = max(1.5 * level, level + 0.15)  # Weber contrast of ink that is not the line
         for ys, inside in band:
+            bands[ys[inside], cols[inside]] = True
             erase = inside & ~crossing
             erase[erase] = weber[ys[erase], cols[erase]] < darker
             out[ys[erase], cols[erase]] = False
-    return out
+    return out, bands
 
 
 def line_evidence(grey: np.ndarray, light: bool, noise: float, across: int) -> np.ndarray:
@@ -352,32 +361,50 @@ def remove_lines(
     """(``mask`` without ruled or squared lines and straight sheet edges, number of lines removed).
 
     Lines are found in :func:`line_evidence`, not in the ink mask: a faint line breaks up in the ink mask
-    but runs whole in the evidence.
+    but runs whole in the evidence. What is left mostly on the lines afterwards (where two lines of a grid
+    cross) goes too.
     """
     if min(mask.shape) < LINE_MIN_SIDE:
         return mask, 0
+    out, bands = mask, np.zeros_like(mask)
     angle, rows = _line_rows(line_evidence(grey, light, noise, across=0))
-    out = _erase_rows(mask, weber, angle, rows) if rows else mask
+    if rows:
+        out, bands = _erase_rows(mask, weber, angle, rows)
     angle_t, cols = _line_rows(line_evidence(grey, light, noise, across=1).T)
     if cols:
-        out = _erase_rows(out.T, weber.T, angle_t, cols).T
+        out_t, bands_t = _erase_rows(out.T, weber.T, angle_t, cols)
+        out, bands = out_t.T, bands | bands_t.T
+    if rows or cols:
+        labels, count = ndimage.label(out, structure=EIGHT)
+        on_lines = ndimage.sum_labels(bands, labels, index=np.arange(1, count + 1))
+        sizes = np.bincount(labels.ravel(), minlength=count + 1)[1:]
+        drop = np.r_[False, on_lines >= LINE_REMNANT * sizes]
+        out = out & ~drop[labels]
     return out, len(rows) + len(cols)
 
 
 def drop_border_bands(mask: np.ndarray) -> np.ndarray:
-    """``mask`` without components that lie along the photo's border: the table beyond the sheet's edge.
+    """``mask`` without what runs along or across the photo from its border: the table beyond the sheet's
+    edge (a band along the border for more than a third of that side), and the thin sliver the edge itself
+    leaves (half the photo long, a ruled line's thickness thin, reaching the border).
 
-    A digit may touch the border, but only with a stroke's width; the table's band runs along it for more
-    than a third of that side.
+    A digit may touch the border, but with a stroke's width, and it is not that long and thin.
     """
     labels, count = ndimage.label(mask, structure=EIGHT)
     if count == 0:
         return mask
     h, w = mask.shape
     drop = np.zeros(count + 1, dtype=bool)
+    touching = np.zeros(count + 1, dtype=bool)
     for side, length in ((labels[0], w), (labels[-1], w), (labels[:, 0], h), (labels[:, -1], h)):
         along = np.bincount(side, minlength=count + 1)
         drop |= along >= 0.35 * length
+        touching |= along > 0
+    sizes = np.bincount(labels.ravel(), minlength=count + 1)
+    for i, (ys, xs) in enumerate(ndimage.find_objects(labels), start=1):
+        span = max(ys.stop - ys.start, xs.stop - xs.start)
+        if touching[i] and span >= 0.5 * min(h, w) and sizes[i] <= span * LINE_THICKNESS * min(h, w):
+            drop[i] = True
     drop[0] = False
     return mask & ~drop[labels] if drop.any() else mask
 
@@ -408,7 +435,7 @@ def component_boxes(mask: np.ndarray) -> tuple[np.ndarray, list[tuple[slice, sli
 def digit_mask(page: Page, label: str = "image") -> np.ndarray:
     """The components that form one digit: the heaviest ink and its close neighbours (a broken stroke, a
     detached bar); far marks and specks are left out. bool (H, W)."""
-    labels, boxes, sizes = component_boxes(page.mask)
+    labels, boxes, _ = component_boxes(page.mask)
     mass = ndimage.sum_labels(page.contrast, labels, index=np.arange(1, len(boxes) + 1))
     order = np.argsort(mass)[::-1]
     main = int(order[0])
@@ -422,7 +449,11 @@ def digit_mask(page: Page, label: str = "image") -> np.ndarray:
         for i in order[1:]:
             i = int(i)
             by, bx = boxes[i]
-            if i in keep or mass[i] < 0.02 * mass[main] or max(by.stop - by.start, bx.stop - bx.start) > 1.5 * size:
+            if (
+                i in keep
+                or mass[i] < 0.02 * mass[main]
+                or max(by.stop - by.start, bx.stop - bx.start) > 1.5 * size
+            ):
                 continue
             gap_y = max(by.start - y1, y0 - by.stop, 0)
             gap_x = max(bx.start - x1, x0 - bx.stop, 0)

@@ -19,6 +19,7 @@ Units: pixels of the working image; ``h`` is the row's digit height, ``stroke`` 
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -43,6 +44,7 @@ MAX_WIDTH = 2.0  # a candidate digit is at most this many h wide
 CUT_COST = 0.0  # per cut through ink (touching digits are the exception)
 CUT_INK_COST = 0.1  # ... plus this per stroke width of ink the cut crosses
 GAP_PENALTY = 10.0  # per h of blank gap inside one digit (digits are written apart)
+JOIN_PENALTY = 0.5  # per extra tall piece (SHORT h or taller) joined into one digit: tall pieces are digits
 SHORT_PENALTY = 10.0  # per h of height short of SHORT h (a fragment read as a digit)
 SHORT = 0.65
 ASPECT_PENALTY = 0.5  # times (|z| - 1.5)^2, z: log width/height in spreads from the label's median
@@ -109,9 +111,14 @@ def row_pieces(boxes: list) -> tuple[list[int], float]:
     return keep, h
 
 
-def stack_pieces(labels: np.ndarray, boxes: list, order: list[int]) -> list[Group]:
-    """The row's pieces grouped where they stand above one another (columns overlapping by STACKED of the
-    narrower's width): the detached bar of a 5 or a 7, a stroke broken along its length. Left to right."""
+def stack_pieces(labels: np.ndarray, boxes: list, order: list[int], h: float) -> list[Group]:
+    """The row's pieces grouped where a short one stands above or below another (columns overlapping by
+    STACKED of the narrower's width): the detached bar of a 5 or a 7, a stroke broken along its length.
+    Two tall pieces side by side stay apart: a slanted 1 leans over its neighbour. Left to right."""
+
+    def height(i: int) -> int:
+        return boxes[i][0].stop - boxes[i][0].start
+
     members: list[list[int]] = []
     for i in sorted(order, key=lambda i: boxes[i][1].start):
         xs = boxes[i][1]
@@ -119,7 +126,8 @@ def stack_pieces(labels: np.ndarray, boxes: list, order: list[int]) -> list[Grou
             left = min(boxes[j][1].start for j in members[-1])
             right = max(boxes[j][1].stop for j in members[-1])
             overlap = min(xs.stop, right) - max(xs.start, left)
-            if overlap >= STACKED * min(xs.stop - xs.start, right - left):
+            short = min(height(i), max(height(j) for j in members[-1])) < SHORT * h
+            if short and overlap >= STACKED * min(xs.stop - xs.start, right - left):
                 members[-1].append(i)
                 continue
         members.append([i])
@@ -192,7 +200,7 @@ def slices_of(groups: list[Group], h: float) -> list[Slice]:
                 path = np.maximum(cut_path(group.ink, column, round(CUT_REACH * h)), bounds[-1])
                 bounds.append(path)
         bounds.append(np.full(height, width, dtype=np.int64))
-        for left, right in zip(bounds[:-1], bounds[1:], strict=True):
+        for left, right in itertools.pairwise(bounds):
             part = Slice(group, left, right, (slice(0, 0), slice(0, 0)), 0.0)
             ink = part.ink()
             if not ink.any():
@@ -233,12 +241,14 @@ def shape_penalty(box: tuple[slice, slice], h: float, label: int) -> float:
 
 
 def gap_penalty(parts: list[Slice], h: float) -> float:
-    """Penalty for joining pieces with blank columns between them into one digit."""
+    """Penalty for joining separate pieces into one digit: per blank column between them, and per tall
+    piece beyond the first (a broken digit's pieces are mostly short; two tall ones are mostly two digits)."""
     total, right = 0.0, parts[0].box[1].stop
     for p in parts[1:]:
         total += max(0, p.box[1].start - right)
         right = max(right, p.box[1].stop)
-    return GAP_PENALTY * total / h
+    tall = sum(g.ink.shape[0] >= SHORT * h for g in {id(p.group): p.group for p in parts}.values())
+    return GAP_PENALTY * total / h + JOIN_PENALTY * max(0, tall - 1)
 
 
 def cut_cost(part: Slice, stroke: float) -> float:
@@ -268,7 +278,7 @@ def read_number(page: Page, classify: Classifier, label: str = "image") -> list[
     if not boxes:
         raise ImageError(f"{label}: no digits found")
     order, h = row_pieces(boxes)
-    groups = stack_pieces(labels, boxes, order)
+    groups = stack_pieces(labels, boxes, order, h)
     stroke = stroke_width(page.mask[min(g.rows.start for g in groups) : max(g.rows.stop for g in groups)])
     parts = slices_of(groups, h)
     spans = [
@@ -287,8 +297,17 @@ def read_number(page: Page, classify: Classifier, label: str = "image") -> list[
             for (b, _), top, (i, j) in zip(boxes_masks, tops, spans, strict=True)
         ]
     )
+    return reread([boxes_masks[k] for k in best_split(len(parts), spans, scores)], page, classify, label)
+
+
+def reread(
+    chosen: list[tuple[tuple[slice, slice], np.ndarray]], page: Page, classify: Classifier, label: str
+) -> list[Digit]:
+    """The chosen digits, each laid out MNIST-style on its own (as the model was trained) and classified."""
+    seen = np.stack([layout_digit(page.contrast[box], mask, page.edge, label) for box, mask in chosen])
+    probs = classify(seen)
     digits = []
-    for k in best_split(len(parts), spans, scores):
-        ys, xs = boxes_masks[k][0]
-        digits.append(Digit(int(tops[k]), float(probs[k, tops[k]]), (xs.start, ys.start, xs.stop, ys.stop), seen[k]))
+    for (ys, xs), p, image in zip((c[0] for c in chosen), probs, seen, strict=True):
+        top = int(np.argmax(p))
+        digits.append(Digit(top, float(p[top]), (xs.start, ys.start, xs.stop, ys.stop), image))
     return digits
