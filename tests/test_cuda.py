@@ -92,9 +92,8 @@ def test_graph_replayed_steps_train_like_eager_steps(amp):
         with torch.backends.cudnn.flags(enabled=True, benchmark=False, deterministic=True, allow_tf32=False):
             for _ in range(2):
                 batches = split.batches(64, shuffle=True, generator=order)
-                history += train_one_epoch(model, batches, optimizer, scheduler, amp=amp, step_fn=step_fn)[
-                    "step_losses"
-                ]
+                sums = train_one_epoch(model, batches, optimizer, scheduler, amp=amp, step_fn=step_fn)
+                history += sums.step_losses
         histories.append(history)
         assert step_fn is None or step_fn.captured
     assert len(histories[0]) == len(histories[1]) == 12

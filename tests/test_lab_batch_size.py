@@ -34,7 +34,5 @@ def test_updates_per_epoch_matches_the_training_loop(batch):
     model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(784, 10))
     optimizer = torch.optim.SGD(model.parameters(), lr=0.01)
     stats = train_one_epoch(model, split.batches(batch, shuffle=True, generator=torch.Generator()), optimizer)
-    assert (
-        stats["steps"] == len(stats["step_losses"]) == updates_per_epoch(n, batch) == split.num_batches(batch)
-    )
-    assert stats["images"] == n
+    assert stats.steps == len(stats.step_losses) == updates_per_epoch(n, batch) == split.num_batches(batch)
+    assert stats.count == n

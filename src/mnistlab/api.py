@@ -10,16 +10,14 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from pathlib import Path
 
 from mnistlab.config import TrainConfig
-from mnistlab.errors import RunError
 from mnistlab.recipes import recipe
+from mnistlab.runs import Run, load_run, read_config
 from mnistlab.training.fit import EpochCallback, fit
 from mnistlab.training.progress import Reporter
-from mnistlab.training.run import Run, load_run
 
 
 def train(
@@ -29,13 +27,15 @@ def train(
     reporter: Reporter | None = None,
     callbacks: Sequence[EpochCallback] = (),
 ) -> Run:
-    """Train ``config`` (default: the cnn recipe), or continue the interrupted run folder ``resume``."""
-    if resume is not None:
-        config_file = Path(resume) / "config.json"
-        if not config_file.is_file():
-            raise RunError(f"{resume}: not a run folder (no config.json)")
-        config = TrainConfig.from_dict(json.loads(config_file.read_text(encoding="utf-8")))
-    return fit(config or recipe("cnn"), resume=resume, reporter=reporter, callbacks=callbacks)
+    """Train ``config`` (default: the cnn recipe), or continue the interrupted run folder ``resume``.
+
+    On resume ``config`` defaults to the run's own. A config given with ``resume`` must match the run's,
+    except for the fields that may change on resume (e.g. more epochs); any other difference is a
+    ConfigError naming the fields, never silently ignored.
+    """
+    if config is None:
+        config = read_config(resume) if resume is not None else recipe()
+    return fit(config, resume=resume, reporter=reporter, callbacks=callbacks)
 
 
 __all__ = ["Run", "TrainConfig", "load_run", "recipe", "train"]

@@ -2,7 +2,7 @@
 
 A recipe never looks at the test set: epochs and schedule are fixed, and the best epoch is chosen on the
 validation split. `mnistlab train --model NAME` starts from ``recipe(NAME)`` and applies the user's flags
-on top. Recipes were chosen on validation accuracy (seeded 5,000-image split); the test figures they reach
+on top. Recipes hang off the model registry: one recipe per registered model name. Recipes were chosen on validation accuracy (seeded 5,000-image split); the test figures they reach
 are in BENCHMARKS.md, with the command that measured them.
 """
 
@@ -66,7 +66,11 @@ def _pytorch_example() -> TrainConfig:
     return TrainConfig(model=ModelConfig(name="pytorch-example"), optim=_sgd(0.05), epochs=3, batch_size=128)
 
 
-_RECIPES = {
+DEFAULT_MODEL = "cnn"  # what `mnistlab train` and mnistlab.train() train when no model is named
+
+# Keyed by the model registry's names (mnistlab.models.registry.MODELS); a test checks that every registered
+# model has a recipe here and that nothing else does.
+RECIPES = {
     "cnn": _cnn,
     "mlp": _mlp,
     "lenet5": _lenet5,
@@ -75,12 +79,13 @@ _RECIPES = {
 }
 
 
-def recipe(model: str = "cnn") -> TrainConfig:
+def recipe(model: str = DEFAULT_MODEL) -> TrainConfig:
     """A fresh copy of the default recipe for ``model`` (callers may mutate it)."""
-    try:
-        return _RECIPES[model]()
-    except KeyError:
-        raise ConfigError(f"unknown model {model!r}; choose one of: {', '.join(_RECIPES)}") from None
+    if model not in RECIPES:
+        from mnistlab.models.registry import model_names  # the one list of model names
+
+        raise ConfigError(f"unknown model {model!r}; choose one of: {', '.join(model_names())}")
+    return RECIPES[model]()
 
 
-__all__ = ["DataConfig", "ModelConfig", "OptimConfig", "TrainConfig", "recipe"]
+__all__ = ["DEFAULT_MODEL", "RECIPES", "DataConfig", "ModelConfig", "OptimConfig", "TrainConfig", "recipe"]

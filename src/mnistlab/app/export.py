@@ -22,7 +22,7 @@ from torch import nn
 
 from mnistlab.data import Preprocessor, load_dataset
 from mnistlab.errors import MnistlabError
-from mnistlab.training.run import Run
+from mnistlab.runs import Run
 
 VERIFY_IMAGES = 1000  # test images compared between PyTorch and the exported model
 MAX_LOGIT_DIFF = 1e-4  # |logit_torch - logit_export|, logits are unitless

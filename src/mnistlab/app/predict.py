@@ -11,7 +11,7 @@ from PIL import Image
 
 from mnistlab.app.imageprep import prepare
 from mnistlab.errors import MnistlabError
-from mnistlab.training.run import Run
+from mnistlab.runs import Run
 
 
 @dataclass

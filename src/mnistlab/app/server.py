@@ -21,7 +21,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from mnistlab.app.imageprep import ImageError, prepare, prepare_pixels
 from mnistlab.app.predict import predict_digits
 from mnistlab.models import count_parameters
-from mnistlab.training.run import Run
+from mnistlab.runs import Run
 
 MAX_BODY = 2 * 1024 * 1024  # bytes per request body
 MAX_UPLOAD_PIXELS = 4096 * 4096  # an upload may decode to at most this many pixels (64 MB as RGBA)

@@ -12,7 +12,6 @@ import html
 import io
 import json
 import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -21,6 +20,7 @@ import torch
 
 from mnistlab.evaluation import plots
 from mnistlab.evaluation.metrics import classification_report
+from mnistlab.fileio import atomic_write
 
 _STYLE = """
 body { font-family: system-ui, sans-serif; max-width: 1000px; margin: 2em auto; padding: 0 1em;
@@ -34,17 +34,8 @@ code { background: #f3f3f3; padding: 0 0.2em; }
 """
 
 
-def write_text_atomic(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-        f.write(text)
-    os.chmod(tmp, 0o644)  # mkstemp creates 0600; reports are meant to be shared
-    os.replace(tmp, path)
-
-
 def write_json(path: Path, data: object) -> None:
-    write_text_atomic(path, json.dumps(data, indent=2) + "\n")
+    atomic_write(path, json.dumps(data, indent=2) + "\n")
 
 
 def write_csv(path: Path, rows: list[dict]) -> None:
@@ -54,7 +45,7 @@ def write_csv(path: Path, rows: list[dict]) -> None:
         writer = csv.DictWriter(buffer, fieldnames=list(rows[0]), lineterminator="\n")
         writer.writeheader()
         writer.writerows(rows)
-    write_text_atomic(path, buffer.getvalue())
+    atomic_write(path, buffer.getvalue())
 
 
 @dataclass
@@ -82,9 +73,10 @@ class Report:
     def write(self, out_dir: Path) -> tuple[Path, Path]:
         """Write report.html and report.md into ``out_dir``; figure paths are relative to it in the .md."""
         out_dir = Path(out_dir)
+        out_dir.mkdir(parents=True, exist_ok=True)
         html_path, md_path = out_dir / "report.html", out_dir / "report.md"
-        write_text_atomic(html_path, self.to_html())
-        write_text_atomic(md_path, self.to_markdown(out_dir))
+        atomic_write(html_path, self.to_html())
+        atomic_write(md_path, self.to_markdown(out_dir))
         return html_path, md_path
 
     def to_html(self) -> str:
@@ -162,10 +154,11 @@ def run_report(
     confusion_matrix.png, mistakes.png, unsure_correct.png, per_class.csv, report.json, report.html/.md.
     """
     from mnistlab.data import load_dataset
-    from mnistlab.training.run import load_run
+    from mnistlab.runs import load_run
 
     run = load_run(run_dir)
     out_dir = Path(out) if out else Path(run_dir) / "report"
+    out_dir.mkdir(parents=True, exist_ok=True)
     cfg = run.config.data
     arrays = load_dataset(cfg.dataset, data_dir or cfg.data_dir, download=cfg.download, progress=False)
     images = arrays.test_images  # uint8 (N, 28, 28)

@@ -6,7 +6,13 @@ Models import nothing from training. Look them up by name with :func:`build_mode
 from mnistlab.models.cnn import FastCNN, PytorchExampleNet
 from mnistlab.models.lenet import LeNet5
 from mnistlab.models.mlp import MLP
-from mnistlab.models.registry import build_model, count_parameters, flops_per_image, model_names
+from mnistlab.models.registry import (
+    build_model,
+    count_parameters,
+    flops_per_image,
+    model_from_config,
+    model_names,
+)
 
 __all__ = [
     "MLP",
@@ -16,5 +22,6 @@ __all__ = [
     "build_model",
     "count_parameters",
     "flops_per_image",
+    "model_from_config",
     "model_names",
 ]
