@@ -3,19 +3,14 @@
 from __future__ import annotations
 
 import json
-from enum import Enum
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from mnistlab.api import load_run
+from mnistlab.app.export import ExportFormat
 from mnistlab.cli.app import app
-
-
-class ExportFormat(str, Enum):
-    onnx = "onnx"
-    torchscript = "torchscript"
 
 
 @app.command("predict")
@@ -74,9 +69,7 @@ def serve_command(
 @app.command("export")
 def export_command(
     run_dir: Annotated[Path, typer.Argument(help="A run folder written by `mnistlab train`.")],
-    format: Annotated[
-        ExportFormat, typer.Option("--format", help="onnx or torchscript.")
-    ] = ExportFormat.onnx,
+    format: Annotated[ExportFormat, typer.Option("--format", help="onnx or torchscript.")] = "onnx",
     out: Annotated[
         Path | None, typer.Option(help="Output file (default: RUN_DIR/model.onnx or model.torchscript.pt).")
     ] = None,
@@ -93,7 +86,7 @@ def export_command(
     from mnistlab.app.export import export_run
 
     run = load_run(run_dir)
-    fmt = format.value
+    fmt = format
     target = out or Path(run_dir) / ("model.onnx" if fmt == "onnx" else "model.torchscript.pt")
     report = export_run(run, fmt, target, exporter="dynamo" if dynamo else "legacy")
     typer.echo(

@@ -167,7 +167,6 @@ def run_report(
     confidence, predicted = probs.max(dim=1)
     result = classification_report(predicted, labels, num_classes=probs.shape[1])
     accuracy = (predicted == labels).double().mean().item()
-    cm = result["confusion_matrix"]
 
     report = Report(f"Run report: {Path(run_dir).name}")
     if run.history:
@@ -175,10 +174,38 @@ def run_report(
         report.figure(plots.save_figure(fig, out_dir / "learning_curves.png"), "Loss and accuracy per epoch.")
     report.figure(
         plots.save_figure(
-            plots.confusion_heatmap(cm, "Test confusion matrix"), out_dir / "confusion_matrix.png"
+            plots.confusion_heatmap(result["confusion_matrix"], "Test confusion matrix"),
+            out_dir / "confusion_matrix.png",
         ),
         "Rows: true digit; columns: what the model said. Off-diagonal cells are mistakes.",
     )
+    gallery_rows = _galleries(report, out_dir, images, labels, predicted, confidence)
+    s = run.summary
+    report.text(
+        f"Test accuracy {100 * accuracy:.2f} % on {len(labels):,} images "
+        f"({int((predicted != labels).sum()):,} mistakes), macro F1 {result['macro_f1']:.4f}. "
+        f"Model `{run.config.model.name}`, {s.get('epochs_run', '?')} epochs, best epoch by validation "
+        f"{s.get('best_epoch', '?')}. The test set was not used to choose anything."
+    )
+    _per_class_section(report, result["per_class"])
+    write_csv(out_dir / "per_class.csv", result["per_class"])
+    write_json(
+        out_dir / "report.json",
+        {"run": str(run_dir), "test_accuracy": accuracy, "images": len(labels)} | result | gallery_rows,
+    )
+    html_path, _ = report.write(out_dir)
+    return html_path
+
+
+def _galleries(
+    report: Report,
+    out_dir: Path,
+    images: np.ndarray,
+    labels: torch.Tensor,
+    predicted: torch.Tensor,
+    confidence: torch.Tensor,
+) -> dict[str, list[dict]]:
+    """The most confident mistakes and the least confident right answers, as figures and as rows."""
     wrong = torch.nonzero(predicted != labels).flatten()
     wrong = wrong[confidence[wrong].argsort(descending=True)][:GALLERY_SIZE]
     right = torch.nonzero(predicted == labels).flatten()
@@ -187,7 +214,7 @@ def run_report(
         (wrong, "mistakes.png", "Most confident mistakes", "the model was sure and wrong."),
         (right, "unsure_correct.png", "Least confident correct answers", "right, but only just."),
     )
-    gallery_rows = {}
+    rows = {}
     for index, name, title, caption in galleries:
         idx = index.tolist()
         captions = [f"true {labels[i]} → {predicted[i]}\np={confidence[i]:.2f}" for i in idx]
@@ -195,7 +222,7 @@ def run_report(
         report.figure(
             plots.save_figure(fig, out_dir / name), f"{title}: {caption} (p = the model's probability)"
         )
-        gallery_rows[name.removesuffix(".png")] = [
+        rows[name.removesuffix(".png")] = [
             {
                 "index": i,
                 "true": int(labels[i]),
@@ -204,18 +231,14 @@ def run_report(
             }
             for i in idx
         ]
-    s = run.summary
-    report.text(
-        f"Test accuracy {100 * accuracy:.2f} % on {len(labels):,} images "
-        f"({int((predicted != labels).sum()):,} mistakes), macro F1 {result['macro_f1']:.4f}. "
-        f"Model `{run.config.model.name}`, {s.get('epochs_run', '?')} epochs, best epoch by validation "
-        f"{s.get('best_epoch', '?')}. The test set was not used to choose anything."
-    )
+    return rows
+
+
+def _per_class_section(report: Report, per_class: list[dict]) -> None:
     report.heading("Per-class precision, recall and F1")
     report.text(
         "Precision: of the images called digit d, the share that were d. Recall: of the d's, the share found."
     )
-    per_class = result["per_class"]
     report.table(
         ["digit", "precision", "recall", "F1", "images"],
         [
@@ -223,10 +246,3 @@ def run_report(
             for c in per_class
         ],
     )
-    write_csv(out_dir / "per_class.csv", per_class)
-    write_json(
-        out_dir / "report.json",
-        {"run": str(run_dir), "test_accuracy": accuracy, "images": len(labels)} | result | gallery_rows,
-    )
-    html_path, _ = report.write(out_dir)
-    return html_path
