@@ -124,7 +124,10 @@ def _default_text(spec: FieldSpec) -> str:
 
     if spec.path == "model.name":  # the field that chooses the recipe
         return DEFAULT_MODEL
-    values = [get_value(make(), spec.path) for make in RECIPES.values()]
+    try:
+        values = [get_value(make(), spec.path) for make in RECIPES.values()]
+    except AttributeError:  # a field of a config class the recipes do not build: its declared default
+        values = [spec.default]
     if any(v != values[0] for v in values):
         return "the model's recipe"
     value = values[0]

@@ -1,0 +1,83 @@
+"""The one file writer, the run-folder creator and the tolerant metrics reader."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import stat
+from datetime import datetime
+from pathlib import Path
+
+import pytest
+import torch
+
+from mnistlab import runs
+from mnistlab.errors import ConfigError, RunError
+from mnistlab.fileio import atomic_path, atomic_save_tensors, atomic_write, load_tensors
+
+
+@contextlib.contextmanager
+def umask(mask: int):
+    old = os.umask(mask)
+    try:
+        yield
+    finally:
+        os.umask(old)
+
+
+def mode(path: Path) -> int:
+    return stat.S_IMODE(path.stat().st_mode)
+
+
+@pytest.mark.parametrize("mask", [0o022, 0o077])
+def test_files_get_the_mode_open_would_give_them(tmp_path, mask):
+    with umask(mask):
+        text = atomic_write(tmp_path / "a.json", "{}")
+        raw = atomic_write(tmp_path / "b.bin", b"\x00\x01")
+        # safetensors writes its own file, 0600 whatever the umask: the writer puts the mode back
+        tensors = atomic_save_tensors(tmp_path / "c.safetensors", {"w": torch.ones(2)}, {"k": [1]})
+    for path in (text, raw, tensors):
+        assert mode(path) == 0o666 & ~mask, path.name
+    assert (tmp_path / "b.bin").read_bytes() == b"\x00\x01"
+    loaded, meta = load_tensors(tensors)
+    assert torch.equal(loaded["w"], torch.ones(2)) and meta == {"k": "[1]"}
+
+
+def test_a_failed_write_keeps_the_old_file_and_leaves_no_temp(tmp_path):
+    target = tmp_path / "keep.txt"
+    target.write_text("old")
+    with pytest.raises(RuntimeError), atomic_path(target) as tmp:
+        tmp.write_text("half")
+        raise RuntimeError("disk full")
+    assert target.read_text() == "old"
+    assert [p.name for p in tmp_path.iterdir()] == ["keep.txt"]
+
+
+def test_run_folders_started_in_the_same_second_do_not_collide(tmp_path, monkeypatch):
+    class Frozen(datetime):
+        @classmethod
+        def now(cls, tz=None):
+            return datetime(2026, 11, 30, 12, 0, 0)
+
+    monkeypatch.setattr(runs, "datetime", Frozen)
+    made = [runs.create_run_dir(None, "cnn", root=tmp_path) for _ in range(3)]
+    assert [p.name for p in made] == ["20261130-120000-cnn", "20261130-120000-cnn-2", "20261130-120000-cnn-3"]
+
+
+def test_a_named_folder_is_used_only_when_new_or_empty(tmp_path):
+    assert runs.create_run_dir(tmp_path / "a" / "b", "cnn").is_dir()  # parents are made
+    (tmp_path / "empty").mkdir()
+    assert runs.create_run_dir(tmp_path / "empty", "cnn") == tmp_path / "empty"
+    (tmp_path / "full").mkdir()
+    (tmp_path / "full" / "x").write_text("precious")
+    with pytest.raises(ConfigError, match="already exists and is not empty"):
+        runs.create_run_dir(tmp_path / "full", "cnn")
+
+
+def test_metrics_reader_drops_a_torn_last_line_only(tmp_path):
+    (tmp_path / "metrics.jsonl").write_text('{"epoch": 1}\n{"epoch": 2}\n{"epoch": 3, "train_lo')
+    assert runs.read_metrics(tmp_path) == [{"epoch": 1}, {"epoch": 2}]
+    (tmp_path / "metrics.jsonl").write_text('{"epoch": 1}\n{"epo\n{"epoch": 3}\n')
+    with pytest.raises(RunError, match=r"metrics\.jsonl: line 2 is not JSON"):
+        runs.read_metrics(tmp_path)
+    assert runs.read_metrics(tmp_path / "nowhere") == []
