@@ -202,7 +202,7 @@ def test_monitor_val_loss_selects_by_loss_and_reports_that_epochs_values(tiny_co
     monkeypatch.setattr(
         trainer_module.Trainer,
         "validate",
-        lambda self: dict(zip(("val_loss", "val_accuracy"), next(scripted))),
+        lambda self: dict(zip(("val_loss", "val_accuracy"), next(scripted), strict=True)),
     )
     tiny_config.epochs, tiny_config.patience, tiny_config.monitor = 6, 2, "val_loss"
     tiny_config.optim.schedule = "constant"
