@@ -16,9 +16,10 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import importlib
 import json
 import typing
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
@@ -37,13 +38,14 @@ def opt(
     *,
     flag: str | None = None,
     short: str | None = None,
-    choices: Callable[[], Sequence[str]] | None = None,
+    choices: str | None = None,
     resume_safe: bool = False,
 ) -> Any:
     """Declare a config field: its default, a help text with units, and how the CLI and ``--resume`` see it.
 
-    ``flag`` replaces the field name in the CLI flag (``model.name`` is ``--model``); ``choices`` names a
-    registry for a free-text field (the names are read only when asked for); ``resume_safe`` fields may
+    ``flag`` replaces the field name in the CLI flag (``model.name`` is ``--model``); ``choices`` names the
+    registry function of a free-text field as ``"module:function"`` (imported only when the names are asked
+    for, so this module stays free of torch and of the layers above it); ``resume_safe`` fields may
     change when a run is resumed (speed, output, length); any other change would make a different run.
     """
     meta = {"help": help, "flag": flag, "short": short, "choices": choices, "resume_safe": resume_safe}
@@ -55,21 +57,9 @@ def section(factory: Callable[[], Any], help: str) -> Any:
     return field(default_factory=factory, metadata={"help": help})
 
 
-def _model_names() -> list[str]:
-    from mnistlab.models.registry import model_names  # imports torch: only when the names are needed
-
-    return model_names()
-
-
-def _dataset_names() -> list[str]:
-    from mnistlab.data.registry import dataset_names
-
-    return dataset_names()
-
-
 @dataclass
 class DataConfig:
-    dataset: str = opt("mnist", "Dataset name.", choices=_dataset_names)
+    dataset: str = opt("mnist", "Dataset name.", choices="mnistlab.data.registry:dataset_names")
     data_dir: str | None = opt(
         None,
         "Folder with the dataset's four IDX files (.gz or plain); unset: MNISTLAB_DATA, the shipped copy, "
@@ -96,7 +86,7 @@ class DataConfig:
 
 @dataclass
 class ModelConfig:
-    name: str = opt("cnn", "Model name.", flag="model", choices=_model_names)
+    name: str = opt("cnn", "Model name.", flag="model", choices="mnistlab.models.registry:model_names")
     hidden: tuple[int, ...] | None = opt(
         None, "MLP hidden-layer widths, comma-separated, e.g. 512,256 (units); unset = the model's default."
     )
@@ -242,7 +232,7 @@ class FieldSpec:
     flag: str  # "--val-size"
     short: str | None
     resume_safe: bool
-    registry: Callable[[], Sequence[str]] | None = None
+    registry: str | None = None  # "module:function" returning the allowed names
 
     @property
     def value_type(self) -> Any:
@@ -256,8 +246,11 @@ class FieldSpec:
         return tuple(typing.get_args(inner)) if typing.get_origin(inner) is Literal else ()
 
     def choices(self) -> tuple[str, ...]:
-        """Allowed values: the Literal's, or the registry's (which may import it); () when free."""
-        return self.literal or (tuple(self.registry()) if self.registry else ())
+        """Allowed values: the Literal's, or the registry's (imported now); () when free."""
+        if self.literal or self.registry is None:
+            return self.literal
+        module, _, function = self.registry.partition(":")
+        return tuple(getattr(importlib.import_module(module), function)())
 
 
 def config_fields(cls: type = TrainConfig, prefix: str = "") -> list[FieldSpec]:
