@@ -86,6 +86,7 @@ def _fit(
     reporter: Reporter | None,
     callbacks: Sequence[EpochCallback],
 ) -> Run:
+    """The story: build, restore, then for each epoch step + validate + checkpoint, then finish."""
     reporter = _reporter(config, dist, reporter)
     changes = _resume_changes(config, resume)
     splits, trainer = _build(config, dist)
@@ -111,8 +112,10 @@ def _fit(
 def torch_threads(threads: int | None) -> Iterator[None]:
     """Use ``threads`` intra-op threads inside the block (None: leave torch's setting); restore it after."""
     before = torch.get_num_threads()
-    if threads is not None:
-        torch.set_num_threads(threads)
+    if threads is None or threads == before:
+        yield
+        return
+    torch.set_num_threads(threads)
     try:
         yield
     finally:
