@@ -289,3 +289,16 @@ def test_resume_may_extend_a_run_and_records_it(tiny_config, tmp_path, interrupt
     assert (change["after_epoch"], change["changed"]) == (1, {"epochs": [2, 3]})
     assert json.loads((folder / "config.json").read_text())["epochs"] == 3
     assert mnistlab.load_run(folder).config.epochs == 3
+
+
+def test_resume_keeps_the_best_weights_seen_before_the_interruption(tmp_path, interrupted_in_epoch):
+    """Best epoch 2, interrupted in epoch 4: the resumed run must still end with epoch 2's weights."""
+    reference = mnistlab.train(exploding_lr_config(tmp_path / "reference", epochs=4, patience=None))
+    assert reference.summary["best_epoch"] == 2
+    config = exploding_lr_config(tmp_path / "interrupted", epochs=4, patience=None)
+    with interrupted_in_epoch(4):
+        mnistlab.train(config)
+    resumed = mnistlab.train(resume=tmp_path / "interrupted")
+    assert resumed.summary["best_epoch"] == 2
+    for name, tensor in reference.model.state_dict().items():
+        assert torch.equal(resumed.model.state_dict()[name], tensor), name
