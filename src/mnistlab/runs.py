@@ -188,9 +188,8 @@ class Run:
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
 
     def __post_init__(self) -> None:
-        self.config = copy.deepcopy(
-            self.config
-        )  # the caller's later edits must not rewrite this run's record
+        # A private copy: the caller's later edits to their config must not rewrite this run's record.
+        self.config = copy.deepcopy(self.config)
 
     def predict_logits(self, images: torch.Tensor | np.ndarray, batch_size: int = 2000) -> torch.Tensor:
         """Logits (N, 10) for raw images: (N, 28, 28) or (N, 1, 28, 28) pixels in 0-255 (uint8 or float).
