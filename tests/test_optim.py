@@ -151,3 +151,21 @@ def test_resumed_fused_sgd_on_channels_last_continues_exactly():
     train_one_epoch(resumed, zip(x[3:], y[3:], strict=True), resumed_optimizer)
     for a, b in zip(model.parameters(), resumed.parameters(), strict=True):
         assert torch.equal(a, b)
+
+
+def test_epoch_sums_are_the_summed_cross_entropy_of_every_image():
+    """With lr 0 the weights never move, so the epoch's sums must equal one pass of plain cross-entropy:
+    batches of 8 and 5 images weigh by their size, and the mean is taken once, over all 13."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(784, 10)).double()
+    x, y = torch.randn(13, 1, 28, 28, dtype=torch.float64), torch.randint(0, 10, (13,))
+    sums = train_one_epoch(
+        model, [(x[:8], y[:8]), (x[8:], y[8:])], torch.optim.SGD(model.parameters(), lr=0.0)
+    )
+    with torch.no_grad():
+        logits = model(x)
+    assert (sums.steps, sums.count) == (2, 13)
+    assert sums.loss_sum == pytest.approx(F.cross_entropy(logits, y, reduction="sum").item(), rel=1e-12)
+    assert sums.correct == int((logits.argmax(1) == y).sum())
+    assert sums.loss == pytest.approx(F.cross_entropy(logits, y).item(), rel=1e-12)
+    assert sums.accuracy == sums.correct / 13
