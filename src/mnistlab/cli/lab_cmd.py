@@ -76,6 +76,7 @@ def train_with_extras(
     from mnistlab.lab.repeat import format_mean_std, train_seeds
     from mnistlab.lab.tensorboard import TensorBoardLogger, check_tensorboard
     from mnistlab.runs import create_run_dir
+    from mnistlab.training.distributed import is_main_process
 
     if tensorboard:
         check_tensorboard()  # fail before training, not after
@@ -102,7 +103,7 @@ def train_with_extras(
 
     if seeds == 1:
         folder = resume
-        if folder is None and not config.dry_run:
+        if folder is None and not config.dry_run and is_main_process():  # rank 0 alone makes folders
             folder = create_run_dir(config.out, config.model.name)  # the callbacks need it before training
             config.out = str(folder)
         after_run(train(config, resume=resume, callbacks=callbacks_for(folder) if folder else []))

@@ -18,6 +18,7 @@ from mnistlab.errors import ConfigError
 from mnistlab.evaluation.report import write_json
 from mnistlab.fileio import atomic_write
 from mnistlab.runs import Run, create_run_dir
+from mnistlab.training.distributed import is_main_process
 from mnistlab.training.fit import EpochCallback, fit
 from mnistlab.training.progress import Reporter
 
@@ -47,18 +48,21 @@ def train_seeds(
     """
     if seeds < 1:
         raise ConfigError(f"--seeds must be >= 1, got {seeds}")
-    root = create_run_dir(out or config.out, f"{config.model.name}-seeds")
+    # Under torchrun only rank 0 makes folders and writes files; the other ranks train alongside it.
+    main = is_main_process()
+    root = create_run_dir(out or config.out, f"{config.model.name}-seeds") if main else None
     runs = []
     for k in range(config.seed, config.seed + seeds):
-        cfg = with_values(config, {"seed": k, "out": str(root / f"seed-{k}")})
-        callbacks = callbacks_for(Path(cfg.out)) if callbacks_for else ()
+        cfg = with_values(config, {"seed": k, "out": str(root / f"seed-{k}") if root else None})
+        callbacks = callbacks_for(Path(cfg.out)) if callbacks_for and cfg.out else ()
         run = fit(cfg, reporter=reporter, callbacks=callbacks)
         if after_run is not None:
             after_run(run)
         runs.append(run)
     summary = summarise_runs([r.summary for r in runs], config)
-    write_json(root / "summary.json", summary)
-    atomic_write(root / "summary.md", summary_markdown(summary))
+    if root is not None:
+        write_json(root / "summary.json", summary)
+        atomic_write(root / "summary.md", summary_markdown(summary))
     return summary | {"out": str(root)}
 
 

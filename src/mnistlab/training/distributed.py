@@ -262,6 +262,11 @@ def env_ranks(environ: Mapping[str, str]) -> tuple[int, int, int]:
     return rank, world, local_rank
 
 
+def is_main_process(environ: Mapping[str, str] | None = None) -> bool:
+    """Whether this process is rank 0 of a torchrun job, or alone: the one that creates and writes folders."""
+    return env_ranks(os.environ if environ is None else environ)[0] == 0
+
+
 def timeout_from_env(environ: Mapping[str, str]) -> timedelta:
     text = environ.get("MNISTLAB_DIST_TIMEOUT", "")
     try:
