@@ -302,3 +302,14 @@ def test_resume_keeps_the_best_weights_seen_before_the_interruption(tmp_path, in
     assert resumed.summary["best_epoch"] == 2
     for name, tensor in reference.model.state_dict().items():
         assert torch.equal(resumed.model.state_dict()[name], tensor), name
+
+
+def test_a_moved_run_folder_resumes_from_its_new_place(tiny_config, tmp_path, interrupted_in_epoch):
+    tiny_config.epochs = 2
+    folder = interrupted_run(tiny_config, tmp_path, interrupted_in_epoch)
+    moved = folder.rename(tmp_path / "moved")
+    elsewhere = mnistlab.config.with_values(tiny_config, {"out": str(tmp_path / "x")})
+    with pytest.raises(ConfigError, match="is not the folder being resumed"):
+        mnistlab.train(elsewhere, resume=moved)
+    run = mnistlab.train(resume=moved)  # its config.json still records the old folder as its out
+    assert run.path == moved and (moved / "summary.json").is_file()

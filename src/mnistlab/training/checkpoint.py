@@ -109,9 +109,11 @@ def resume_changes(stored: TrainConfig, requested: TrainConfig, run_dir: Path) -
     """{field: [old, new]} for the fields ``requested`` changes; a ConfigError naming any that may not change.
 
     Fields declared ``resume_safe`` (more epochs, speed, output) may change; any other change would make a
-    different run from the one the checkpoint belongs to. ``out`` must be unset or name ``run_dir``.
+    different run from the one the checkpoint belongs to. ``out`` may be unset, the recorded one (the folder
+    may have moved since), or ``run_dir`` itself.
     """
-    if requested.out is not None and Path(requested.out).resolve() != Path(run_dir).resolve():
+    moved_elsewhere = requested.out not in (None, stored.out)
+    if moved_elsewhere and Path(requested.out).resolve() != Path(run_dir).resolve():
         raise ConfigError(f"--out {requested.out} is not the folder being resumed ({run_dir})")
     changed = {k: v for k, v in differences(stored, requested).items() if k != "out"}
     specs = {s.path: s for s in config_fields(type(stored))}
