@@ -52,9 +52,10 @@ def opt(
     return field(default=default, metadata=meta)
 
 
-def section(factory: Callable[[], Any], help: str) -> Any:
-    """A nested group of fields; its fields' flags are not prefixed (``data.val_size`` is ``--val-size``)."""
-    return field(default_factory=factory, metadata={"help": help})
+def section(factory: Callable[[], Any], title: str) -> Any:
+    """A nested group of fields, shown under ``title`` in ``--help``; its fields' flags are not prefixed
+    (``data.val_size`` is ``--val-size``)."""
+    return field(default_factory=factory, metadata={"title": title})
 
 
 @dataclass
@@ -122,9 +123,9 @@ class OptimConfig:
 
 @dataclass
 class TrainConfig:
-    model: ModelConfig = section(ModelConfig, "the network")
-    data: DataConfig = section(DataConfig, "dataset, validation split and preprocessing")
-    optim: OptimConfig = section(OptimConfig, "optimiser and learning-rate schedule")
+    model: ModelConfig = section(ModelConfig, "Model")
+    data: DataConfig = section(DataConfig, "Data: dataset, validation split, preprocessing")
+    optim: OptimConfig = section(OptimConfig, "Optimiser and learning-rate schedule")
     epochs: int = opt(2, "Maximum passes over the training split, epochs.", resume_safe=True)
     batch_size: int = opt(128, "Images per optimiser step (global: shared out among processes).")
     eval_batch_size: int = opt(
@@ -233,6 +234,7 @@ class FieldSpec:
     short: str | None
     resume_safe: bool
     registry: str | None = None  # "module:function" returning the allowed names
+    section: str = "Training run"  # the title of the group the field belongs to
 
     @property
     def value_type(self) -> Any:
@@ -253,13 +255,13 @@ class FieldSpec:
         return tuple(getattr(importlib.import_module(module), function)())
 
 
-def config_fields(cls: type = TrainConfig, prefix: str = "") -> list[FieldSpec]:
+def config_fields(cls: type = TrainConfig, prefix: str = "", title: str = "Training run") -> list[FieldSpec]:
     """Every leaf field of ``cls`` in declaration order, sections flattened; flags are checked to be unique."""
     specs: list[FieldSpec] = []
     hints = typing.get_type_hints(cls)
     for f in dataclasses.fields(cls):
         if dataclasses.is_dataclass(hints[f.name]):
-            specs += config_fields(hints[f.name], f"{prefix}{f.name}.")
+            specs += config_fields(hints[f.name], f"{prefix}{f.name}.", f.metadata.get("title", f.name))
             continue
         if "help" not in f.metadata:
             raise TypeError(f"{cls.__name__}.{f.name} is not declared with opt(): it needs a help text")
@@ -274,6 +276,7 @@ def config_fields(cls: type = TrainConfig, prefix: str = "") -> list[FieldSpec]:
                 short=meta["short"],
                 resume_safe=meta["resume_safe"],
                 registry=meta["choices"],
+                section=title,
             )
         )
     flags = [s.flag for s in specs]

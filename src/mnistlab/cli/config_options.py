@@ -104,7 +104,9 @@ def _parameter(name: str, spec: FieldSpec) -> inspect.Parameter:
     metavar = None
     if typing.get_origin(inner) is tuple:
         value_type, metavar = str, "A,B,..."
-    option = typer.Option(*decls, help=help_text(spec), show_default=False, metavar=metavar)
+    option = typer.Option(
+        *decls, help=help_text(spec), show_default=False, metavar=metavar, rich_help_panel=spec.section
+    )
     annotation = Annotated[value_type | None, option]  # None: not given
     return inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=None, annotation=annotation)
 
