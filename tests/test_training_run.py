@@ -292,11 +292,11 @@ def test_resume_may_extend_a_run_and_records_it(tiny_config, tmp_path, interrupt
 
 
 def test_resume_keeps_the_best_weights_seen_before_the_interruption(tmp_path, interrupted_in_epoch):
-    """Best epoch 2, interrupted in epoch 4: the resumed run must still end with epoch 2's weights."""
-    reference = mnistlab.train(exploding_lr_config(tmp_path / "reference", epochs=4, patience=None))
+    """Best epoch 2, interrupted in epoch 3: the resumed run must still end with epoch 2's weights."""
+    reference = mnistlab.train(exploding_lr_config(tmp_path / "reference", epochs=3, patience=None))
     assert reference.summary["best_epoch"] == 2
-    config = exploding_lr_config(tmp_path / "interrupted", epochs=4, patience=None)
-    with interrupted_in_epoch(4):
+    config = exploding_lr_config(tmp_path / "interrupted", epochs=3, patience=None)
+    with interrupted_in_epoch(3):
         mnistlab.train(config)
     resumed = mnistlab.train(resume=tmp_path / "interrupted")
     assert resumed.summary["best_epoch"] == 2
