@@ -46,6 +46,7 @@ def _glibc() -> ctypes.CDLL | None:
 
 
 _LIBC = _glibc()
+AVAILABLE = _LIBC is not None  # False: the functions below do nothing
 
 
 def free_heap_bytes() -> int:
@@ -60,11 +61,20 @@ def release_free_heap() -> None:
 
 
 async def reclaim_forever(period: float = 1.0, threshold: int = 32 * 1024 * 1024) -> None:
-    """Every ``period`` seconds, trim the heap if more than ``threshold`` bytes of it are free. Cancel to stop."""
+    """Every ``period`` seconds, trim the heap if its free bytes grew by more than ``threshold``. Cancel to stop.
+
+    Growth, not size: a trim releases the free pages but leaves them counted as free in malloc's bins, so
+    the free size alone would trim again every period. The reference is the lowest free size seen since the
+    last trim (memory that is reused lowers it).
+    """
     loop = asyncio.get_running_loop()
+    reference = free_heap_bytes()
     while True:
         await asyncio.sleep(period)
-        if free_heap_bytes() > threshold:
-            # In the default executor: a trim of a large heap takes milliseconds, which the event loop should
-            # not wait for (anyio's request thread pool is not involved).
+        free = free_heap_bytes()
+        reference = min(reference, free)
+        if free > reference + threshold:
+            # In asyncio's default executor: trimming a large heap takes milliseconds, which the event loop
+            # should not wait for (anyio's request thread pool is not involved).
             await loop.run_in_executor(None, release_free_heap)
+            reference = free

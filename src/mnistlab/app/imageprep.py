@@ -113,7 +113,7 @@ def _check_file(path: Path, label: str) -> None:
             stat.S_IFSOCK: "a socket",
         }
         kind = kinds.get(stat.S_IFMT(mode), "special")
-        raise ImageError(f"{label}: not a regular file ({kind}), so not an image file")
+        raise ImageError(f"{label}: not a regular file ({kind})")
     if info.st_size > MAX_FILE_BYTES:
         raise ImageError(
             f"{label}: file too large for an image ({info.st_size / 1e6:,.0f} MB; "

@@ -114,11 +114,13 @@ def uvicorn_config(app: FastAPI | str, config: ServeConfig) -> DeadlineConfig:
 
 class DeadlineH11Protocol(H11Protocol):
     """uvicorn's h11 protocol, plus: a request's headers must be complete ``header_timeout`` seconds after the
-    connection opened or the previous response ended, else 408 and the connection is closed.
+    connection opened (the first request) or after their first byte arrived (later ones), else 408 and the
+    connection is closed.
 
     h11 reports the client's side as IDLE until a whole request line and header block has been parsed, so the
-    deadline runs exactly while ``conn.their_state`` is IDLE. It is set once when that wait begins and is not
-    pushed back by further bytes, unlike uvicorn's keep-alive timer.
+    deadline runs while ``conn.their_state`` is IDLE. It is set once when that wait begins and is not pushed
+    back by further bytes, unlike uvicorn's keep-alive timer. Between requests, a silent connection is
+    closed by uvicorn's keep-alive timeout (5 s); before the first one uvicorn has no timer at all.
     """
 
     def __init__(self, config: uvicorn.Config, *args: Any, **kwargs: Any) -> None:
@@ -132,10 +134,6 @@ class DeadlineH11Protocol(H11Protocol):
 
     def data_received(self, data: bytes) -> None:
         super().data_received(data)
-        self._watch_headers()
-
-    def on_response_complete(self) -> None:
-        super().on_response_complete()  # may start the next (pipelined) request
         self._watch_headers()
 
     def connection_lost(self, exc: Exception | None) -> None:
