@@ -77,19 +77,42 @@ def start_server(
     return proc, port
 
 
-def rss_mb(pid: int) -> float:
-    """Resident memory of ``pid`` and all its descendants (worker processes), in MB (10^6 bytes)."""
-    total_kb, stack = 0, [pid]
+def process_tree(pid: int) -> list[int]:
+    """``pid`` and all its descendants (the worker processes)."""
+    found, stack = [], [pid]
     while stack:
         p = stack.pop()
+        found.append(p)
         try:
-            status = Path(f"/proc/{p}/status").read_text()
-            total_kb += int(re.search(r"VmRSS:\s+(\d+)", status).group(1))
             for task in Path(f"/proc/{p}/task").iterdir():
                 stack += [int(c) for c in (task / "children").read_text().split()]
-        except (OSError, AttributeError):
+        except OSError:
             continue  # the process has just exited
+    return found
+
+
+def rss_mb(pid: int) -> float:
+    """Resident memory of ``pid`` and its descendants, in MB (10^6 bytes)."""
+    total_kb = 0
+    for p in process_tree(pid):
+        try:
+            total_kb += int(re.search(r"VmRSS:\s+(\d+)", Path(f"/proc/{p}/status").read_text()).group(1))
+        except (OSError, AttributeError):
+            continue
     return round(total_kb * 1024 / 1e6, 1)
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of ``pid`` and its descendants so far: what the server itself spent, whatever
+    else runs on the machine (its wall-clock latency also counts the waits for a core)."""
+    ticks = 0
+    for p in process_tree(pid):
+        try:
+            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+            ticks += int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15 of proc(5))
+        except (OSError, IndexError, ValueError):
+            continue
+    return ticks / os.sysconf("SC_CLK_TCK")
 
 
 # ---- a minimal keep-alive HTTP/1.1 client ----------------------------------------------------------------
@@ -293,7 +316,15 @@ def run_bench(args: argparse.Namespace, run: Path, log: Path) -> dict:
         result["rss_before_load_mb"] = rss_mb(proc.pid)
         result["levels"] = []
         for connections in args.levels:
+            server_cpu, client_cpu = cpu_seconds(proc.pid), time.process_time()
             level = asyncio.run(load_level(port, request, connections, args.seconds, args.max_requests))
+            requests = max(1, level["requests"])
+            level["server_cpu_ms_per_request"] = round(
+                (cpu_seconds(proc.pid) - server_cpu) * 1000 / requests, 2
+            )
+            level["client_cpu_ms_per_request"] = round(
+                (time.process_time() - client_cpu) * 1000 / requests, 2
+            )
             level["rss_after_mb"] = rss_mb(proc.pid)
             result["levels"].append(level)
             print(json.dumps({k: v for k, v in level.items() if k != "error_kinds"}), flush=True)
@@ -321,13 +352,15 @@ def markdown(result: dict) -> str:
         f"Load average before {result['load_average_before']}, after {result['load_average_after']}.",
         f"Server RSS before the load {result['rss_before_load_mb']} MB, after {result['rss_after_load_mb']} MB.",
         "",
-        "| connections | requests | req/s | p50 ms | p99 ms | errors | RSS after, MB |",
-        "|---:|---:|---:|---:|---:|---:|---:|",
+        "| connections | requests | req/s | p50 ms | p99 ms | errors | server CPU ms/req | client CPU ms/req "
+        "| RSS after, MB |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for lv in result["levels"]:
         lines.append(
             f"| {lv['connections']} | {lv['requests']:,} | {lv['req_per_s']:,} | {lv['p50_ms']} | "
-            f"{lv['p99_ms']} | {lv['errors']} | {lv['rss_after_mb']} |"
+            f"{lv['p99_ms']} | {lv['errors']} | {lv['server_cpu_ms_per_request']} | "
+            f"{lv['client_cpu_ms_per_request']} | {lv['rss_after_mb']} |"
         )
     a = result.get("attack")
     if a:
