@@ -303,6 +303,7 @@ def run_bench(args: argparse.Namespace, run: Path, log: Path) -> dict:
     serve_args = ["--workers", str(args.workers), "--request-timeout", str(args.request_timeout)]
     result: dict = {
         "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]),
+        "commit": git_commit(),
         "serve_args": serve_args,
         "cores": len(os.sched_getaffinity(0)),
         "load_average_before": load_average(),
@@ -346,9 +347,15 @@ def run_bench(args: argparse.Namespace, run: Path, log: Path) -> dict:
     return result
 
 
+def git_commit() -> str | None:
+    done = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=False)
+    return done.stdout.strip() or None
+
+
 def markdown(result: dict) -> str:
     lines = [
-        f"Command: `{result['command']}`; server `{' '.join(result['serve_args'])}`, {result['cores']} cores.",
+        f"Command: `{result['command']}` at {result['commit']}; server `{' '.join(result['serve_args'])}`, "
+        f"{result['cores']} cores.",
         f"Load average before {result['load_average_before']}, after {result['load_average_after']}.",
         f"Server RSS before the load {result['rss_before_load_mb']} MB, after {result['rss_after_load_mb']} MB.",
         "",
