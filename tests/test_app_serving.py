@@ -28,9 +28,9 @@ import torch
 import uvicorn
 
 from mnistlab.app import heap
-from mnistlab.app.serve_config import ServeConfig, ServeLimits
+from mnistlab.app.serve_config import SERVE_ENV, ServeConfig, ServeLimits
 from mnistlab.app.server import INFERENCE_THREAD, create_app
-from mnistlab.app.serving import bind, uvicorn_config
+from mnistlab.app.serving import app_from_env, bind, uvicorn_config
 from mnistlab.cli.app import main
 from mnistlab.errors import MnistlabError
 
@@ -272,6 +272,20 @@ def test_a_bound_port_is_claimed_at_once_so_a_second_serve_cannot_share_it():
         port = first.getsockname()[1]
         with pytest.raises(MnistlabError, match="address already in use"):
             bind(HOST, port).close()
+
+
+def test_serve_config_travels_to_workers_as_json(monkeypatch):
+    config = ServeConfig(
+        "runs/x", port=0, workers=3, limits=ServeLimits(request_timeout=2.5, max_in_flight=7)
+    )
+    assert ServeConfig.from_json(config.to_json()) == config
+    assert ServeConfig.from_json('{"run_dir": "runs/y"}') == ServeConfig("runs/y")  # the rest: defaults
+    for bad in ("", "[]", '{"nope": 1}', '{"run_dir": "r", "limits": {"max_in_flight": 0}}'):
+        with pytest.raises(ValueError):
+            ServeConfig.from_json(bad)
+    monkeypatch.delenv(SERVE_ENV, raising=False)
+    with pytest.raises(MnistlabError, match=r"\$MNISTLAB_SERVE: not a serve config"):
+        app_from_env()
 
 
 def worker_pids(parent: int) -> list[int]:

@@ -20,6 +20,7 @@ What the ASGI app (``server.py``) cannot do itself lives here:
 from __future__ import annotations
 
 import errno
+import functools
 import os
 import socket
 from typing import Any
@@ -112,6 +113,16 @@ def uvicorn_config(app: FastAPI | str, config: ServeConfig) -> DeadlineConfig:
     )
 
 
+@functools.cache
+def _header_timeout_from_env() -> float:
+    """For `uvicorn --http ...:DeadlineH11Protocol`, whose plain Config has no header_timeout: the request timeout
+    in $MNISTLAB_SERVE if it is there, else the default."""
+    try:
+        return ServeConfig.from_json(os.environ.get(SERVE_ENV, "")).limits.request_timeout
+    except ValueError:
+        return ServeLimits.request_timeout
+
+
 class DeadlineH11Protocol(H11Protocol):
     """uvicorn's h11 protocol, plus: a request's headers must be complete ``header_timeout`` seconds after the
     connection opened (the first request) or after their first byte arrived (later ones), else 408 and the
@@ -125,7 +136,7 @@ class DeadlineH11Protocol(H11Protocol):
 
     def __init__(self, config: uvicorn.Config, *args: Any, **kwargs: Any) -> None:
         super().__init__(config, *args, **kwargs)
-        self.header_timeout = getattr(config, "header_timeout", ServeLimits.request_timeout)
+        self.header_timeout = getattr(config, "header_timeout", None) or _header_timeout_from_env()
         self._header_deadline: Any = None  # asyncio.TimerHandle while armed
 
     def connection_made(self, transport: Any) -> None:
