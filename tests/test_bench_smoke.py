@@ -76,3 +76,21 @@ def test_gpu_bench_script_runs_on_the_cpu_smoke_budget(tmp_path):
     assert "time-to-99 %: median" in done.stdout
     single = cnn["inference"]["single_image"]
     assert cnn["inference"]["batch_images_per_second"] > 0 and 0 < single["p50_ms"] <= single["p99_ms"]
+
+
+def test_serve_load_bench_runs_on_a_tiny_budget(app_run, tmp_path):
+    """bench/serve_load.py end to end: two short load levels and a 20-client stalled-upload attack."""
+    out = tmp_path / "serve.json"
+    args = ["--run", str(app_run.path), "--levels", "1,4", "--seconds", "1", "--request-timeout", "1"]
+    done = run_bench(
+        "serve_load.py", *args, "--attack-clients", "20", "--attack-seconds", "20", "--out", str(out)
+    )
+    res = json.loads(out.read_text())
+    assert [lv["connections"] for lv in res["levels"]] == [1, 4]
+    for lv in res["levels"]:
+        assert lv["requests"] > 0 and lv["errors"] == 0 and 0 < lv["p50_ms"] <= lv["p99_ms"]
+        assert lv["server_cpu_ms_per_request"] > 0
+    attack = res["attack"]
+    assert attack["outcomes"] == {"HTTP 408": 20} and attack["serves_after"] is True
+    assert attack["recovered_within_50mb_s_after_stall"] is not None
+    assert "| connections | requests | req/s |" in done.stdout

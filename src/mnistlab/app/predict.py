@@ -21,7 +21,7 @@ class FilePrediction:
     source: str
     probabilities: list[float] = field(default_factory=list)  # 10 floats summing to 1, empty on error
     input_28x28: np.ndarray | None = None  # uint8 (28, 28): what the model saw
-    error: str | None = None
+    error: str | None = None  # what is wrong with the file, without its path (that is `source`)
 
     @property
     def label(self) -> int | None:
@@ -57,7 +57,8 @@ def predict_files(run: Run, paths: list[str | Path], raw: bool = False) -> list[
             result.input_28x28 = prepare(result.source, raw=raw)
             ok.append(result)
         except MnistlabError as exc:
-            result.error = str(exc)
+            # The message starts with the path (prepare's label); FilePrediction keeps the path in `source`.
+            result.error = str(exc).removeprefix(f"{result.source}: ")
     if ok:
         probs = predict_digits(run, np.stack([r.input_28x28 for r in ok]))
         for result, p in zip(ok, probs, strict=True):

@@ -10,6 +10,7 @@ import typer
 
 from mnistlab.api import load_run
 from mnistlab.app.export import ExportFormat
+from mnistlab.app.serve_config import ServeConfig, ServeLimits
 from mnistlab.cli.app import app
 
 
@@ -53,17 +54,40 @@ def serve_command(
     run_dir: Annotated[Path, typer.Argument(help="A run folder written by `mnistlab train`.")],
     host: Annotated[
         str, typer.Option(help="Interface to bind; the default is this machine only.")
-    ] = "127.0.0.1",
-    port: Annotated[int, typer.Option(min=1, max=65535, help="TCP port.")] = 8000,
+    ] = ServeConfig.host,
+    port: Annotated[
+        int, typer.Option(min=0, max=65535, help="TCP port; 0 picks a free one.")
+    ] = ServeConfig.port,
+    workers: Annotated[
+        int,
+        typer.Option(min=1, max=64, help="Server processes sharing the port, each with its own model copy."),
+    ] = ServeConfig.workers,
+    request_timeout: Annotated[
+        float,
+        typer.Option(
+            min=0.001, help="Seconds a request's headers, then its body, may take to arrive; then 408."
+        ),
+    ] = ServeLimits.request_timeout,
+    max_in_flight: Annotated[
+        int, typer.Option(min=1, help="Requests in progress per worker; more get 503 with Retry-After.")
+    ] = ServeLimits.max_in_flight,
+    torch_threads: Annotated[
+        int, typer.Option(min=1, help="torch threads of each worker's one inference thread.")
+    ] = ServeLimits.torch_threads,
 ) -> None:
     """Serve the draw-a-digit page and the JSON API (POST /api/predict, GET /api/model, GET /healthz)."""
-    import uvicorn
+    from mnistlab.app.serving import bind, serve, url
 
-    from mnistlab.app.server import create_app
-
+    limits = ServeLimits(
+        request_timeout=request_timeout, max_in_flight=max_in_flight, torch_threads=torch_threads
+    )
+    config = ServeConfig(str(run_dir), host=host, port=port, workers=workers, limits=limits)
+    sock = bind(host, port)  # first: a taken port is the only message, before any "serving"
     run = load_run(run_dir)
-    typer.echo(f"mnistlab: serving {run_dir} at http://{host}:{port}/  (Ctrl-C to stop)")
-    uvicorn.run(create_app(run), host=host, port=port, log_level="warning")
+    processes = f"{workers} worker processes" if workers > 1 else "1 process"
+    bound_url = url(host, sock.getsockname()[1])
+    typer.echo(f"mnistlab: serving {run_dir} at {bound_url}  ({processes}; Ctrl-C to stop)")
+    serve(config, sock, run)
 
 
 @app.command("export")
