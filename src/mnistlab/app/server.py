@@ -180,6 +180,22 @@ def create_app(run: Run, limits: ServeLimits | None = None) -> FastAPI:
     """The web app for one loaded run; tests call this with FastAPI's TestClient."""
     limits = limits or ServeLimits()
     inference = InferenceThread(limits.torch_threads)
+    app = FastAPI(
+        title="mnistlab", docs_url=None, redoc_url=None, openapi_url=None, lifespan=_lifespan(inference)
+    )
+    static = resources.files("mnistlab.app") / "static"
+    app.mount("/static", StaticFiles(directory=str(static)), name="static")
+    app.middleware("http")(_security_headers)
+    _add_pages(app, run, static)
+    _add_predict(app, run, inference)
+    # add_middleware wraps: the last added runs first. BodyLimit runs before anything reads the body.
+    app.add_middleware(BodyLimit, max_bytes=limits.max_body, timeout=limits.request_timeout)
+    app.add_middleware(InFlightLimit, max_in_flight=limits.max_in_flight, retry_after=limits.retry_after)
+    return app
+
+
+def _lifespan(inference: InferenceThread):
+    """Start the memory reclaimer with the server; stop it and the inference thread when it ends."""
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -190,9 +206,19 @@ def create_app(run: Run, limits: ServeLimits | None = None) -> FastAPI:
             reclaimer.cancel()
             inference.close()
 
-    app = FastAPI(title="mnistlab", docs_url=None, redoc_url=None, openapi_url=None, lifespan=lifespan)
-    static = resources.files("mnistlab.app") / "static"
-    app.mount("/static", StaticFiles(directory=str(static)), name="static")
+    return lifespan
+
+
+async def _security_headers(request: Request, call_next):
+    response = await call_next(request)
+    response.headers["Content-Security-Policy"] = CSP
+    response.headers["X-Content-Type-Options"] = "nosniff"
+    response.headers["Referrer-Policy"] = "no-referrer"
+    return response
+
+
+def _add_pages(app: FastAPI, run: Run, static) -> None:
+    """The draw-a-digit page, the health check and the model's description."""
     model_info = {
         "name": run.config.model.name,
         "dataset": run.config.data.dataset,
@@ -200,14 +226,6 @@ def create_app(run: Run, limits: ServeLimits | None = None) -> FastAPI:
         "parameters": count_parameters(run.model),
         "preprocessing": run.preprocessor.mode,
     }
-
-    @app.middleware("http")
-    async def security_headers(request: Request, call_next):
-        response = await call_next(request)
-        response.headers["Content-Security-Policy"] = CSP
-        response.headers["X-Content-Type-Options"] = "nosniff"
-        response.headers["Referrer-Policy"] = "no-referrer"
-        return response
 
     @app.get("/", include_in_schema=False)
     def index() -> FileResponse:
@@ -220,6 +238,10 @@ def create_app(run: Run, limits: ServeLimits | None = None) -> FastAPI:
     @app.get("/api/model")
     def model() -> dict:
         return model_info
+
+
+def _add_predict(app: FastAPI, run: Run, inference: InferenceThread) -> None:
+    """POST /api/predict: a multipart image upload or JSON pixels -> label, probabilities, what the model saw."""
 
     @app.post("/api/predict")
     async def predict(request: Request) -> JSONResponse:
@@ -241,11 +263,6 @@ def create_app(run: Run, limits: ServeLimits | None = None) -> FastAPI:
                 "input_28x28": digit.astype(int).tolist(),
             }
         )
-
-    # add_middleware wraps: the last added runs first. BodyLimit runs before anything reads the body.
-    app.add_middleware(BodyLimit, max_bytes=limits.max_body, timeout=limits.request_timeout)
-    app.add_middleware(InFlightLimit, max_in_flight=limits.max_in_flight, retry_after=limits.retry_after)
-    return app
 
 
 async def _digit_from_json(request: Request) -> np.ndarray:

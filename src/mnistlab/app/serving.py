@@ -31,10 +31,10 @@ from fastapi import FastAPI
 from uvicorn.protocols.http.h11_impl import H11Protocol
 from uvicorn.supervisors import Multiprocess
 
-from mnistlab.api import Run, load_run
 from mnistlab.app.serve_config import SERVE_ENV, ServeConfig, ServeLimits
 from mnistlab.app.server import create_app
 from mnistlab.errors import MnistlabError
+from mnistlab.runs import Run, load_run
 
 BACKLOG = 2048  # pending connections the kernel queues (uvicorn's default)
 KEEP_ALIVE = 5  # s an idle connection stays open between requests (uvicorn's default)
