@@ -22,6 +22,7 @@ class Experiment(str, Enum):
     loss = "loss"
     overfitting = "overfitting"
     models = "models"
+    gradient_noise = "gradient-noise"
 
 
 class LrScaling(str, Enum):
