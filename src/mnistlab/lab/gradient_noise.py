@@ -158,8 +158,9 @@ def _report(out, results: dict, s: dict, n: int) -> Report:
     report = Report("The mean gradient of a mini-batch, against the full-batch gradient")
     report.figure(
         _figure(out, results, n),
-        "Relative error |g_B − G| / |G| (log-log) and cosine similarity of g_B with G against the batch size B; "
-        "dots are medians over random batches, bars the quartiles, lines the 1/√B rule from B = 1.",
+        "Relative error |g_B − G| / |G| (log-log; dots: RMS over the random batches) and cosine similarity of g_B "
+        "with G (dots: median) against the batch size B; bars: quartiles of single batches; lines: the 1/√B rule "
+        "with tr(Σ) from every single-image gradient.",
     )
     report.text(
         f"The MLP {s['hidden']} on N = {n:,} training images. G is the mean gradient over all N; g_B the mean "
@@ -172,6 +173,13 @@ def _report(out, results: dict, s: dict, n: int) -> Report:
             f"{name} (validation accuracy {100 * r['val_accuracy']:.1f} %): noise scale tr(Σ)/|G|² = "
             f"{r['noise_scale']:,.0f} images, the batch size at which the noise of g_B is as large as G itself."
         )
+    report.text(
+        "The error of g_B falls only like 1/√B while a step's cost grows like B: 4× the images per step halve the "
+        "noise. Well below the noise scale a step is mostly noise, but an epoch makes N/B of them and their noise "
+        "averages out; well above it, more images per step barely improve the direction and only cut the number "
+        "of updates per epoch. The noise scale grows as the network learns, so a batch that is large at the "
+        "start is small later."
+    )
     report.table(
         [
             "weights",

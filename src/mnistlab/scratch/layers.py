@@ -46,9 +46,8 @@ class Linear:
     def backward(self, dz: np.ndarray, need_dx: bool = True) -> np.ndarray | None:
         """Fill grad_weight and grad_bias from dL/dz (B, out); return dL/dx (B, in) if ``need_dx``."""
         assert self._x is not None, "backward before forward"
-        np.matmul(
-            dz.T, self._x, out=self.grad_weight
-        )  # (out, B) @ (B, in) = (out, in): summed over the batch
+        # dL/dW = dz^T x: (out, B) @ (B, in) = (out, in), the sum over the batch of each image's outer product
+        np.matmul(dz.T, self._x, out=self.grad_weight)
         dz.sum(axis=0, out=self.grad_bias)  # (out,): each image adds its dz
         if not need_dx:  # the first layer: nobody needs the gradient of the pixels
             return None

@@ -31,7 +31,8 @@ def check_config(config: TrainConfig) -> None:
     problems = [
         (config.model.name != "mlp", f"model {config.model.name!r} (only mlp)"),
         (config.optim.optimizer != "sgd", f"optimizer {config.optim.optimizer!r} (only sgd)"),
-        (bool(config.model.dropout), f"dropout {config.model.dropout} (set it to 0)"),
+        # None would mean the torch mlp's default dropout (0.2): the run folder must say what was trained
+        (config.model.dropout != 0.0, f"dropout {config.model.dropout} (set it to 0)"),
         (config.optim.label_smoothing > 0, "label smoothing"),
         (config.amp or config.compile, "--amp / --compile"),
     ]
