@@ -214,3 +214,15 @@ def test_fit_learns_and_restores_the_best_validation_epoch():
     )
     assert evaluate(net, *val)["accuracy"] == max(accuracies)  # the net holds the best epoch's weights
     assert len(result.step_losses) == sum(h["steps"] for h in result.history) == 4 * 10
+
+
+def test_numpy_engine_refuses_what_it_cannot_train_in_one_line():
+    from mnistlab.errors import ConfigError
+    from mnistlab.recipes import recipe
+    from mnistlab.training.numpy_engine import check_config, numpy_recipe
+
+    check_config(numpy_recipe())  # its own recipe passes
+    cfg = recipe("mlp")  # Adam
+    cfg.model.dropout = None  # would mean the torch mlp's default dropout, 0.2
+    with pytest.raises(ConfigError, match=r"optimizer 'adam' \(only sgd\); dropout None"):
+        check_config(cfg)
