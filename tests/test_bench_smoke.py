@@ -55,9 +55,17 @@ def test_bench_smoke_suite_runs_and_reports_every_section(tmp_path):
         assert inf["batch_images_per_second"] > 0
         assert 0 < inf["single_image"]["p50_ms"] <= inf["single_image"]["p99_ms"]
     assert res["data_loading"]["cold_s"] > 0 and res["data_loading"]["warm_s"] > 0
-    assert len(res["targets"]) == 7 and all(isinstance(t["met"], bool) for t in res["targets"])
+    numpy = res["numpy_engine"]  # the NumPy engine against scikit-learn with the same hidden sizes
+    assert (
+        len(numpy["runs"]) == 1
+        and numpy["train_seconds_median"] > 0
+        and 0.1 < numpy["test_accuracy_mean"] <= 1
+    )
+    assert numpy["sklearn_same_hidden"]["hidden"] == numpy["hidden"]
+    assert len(res["targets"]) == 9 and all(isinstance(t["met"], bool) for t in res["targets"])
     # the Markdown report is printed, with the side-by-side table and the targets
     assert "| pytorch/examples mnist" in done.stdout and "| target |" in done.stdout
+    assert "NumPy engine against scikit-learn MLPClassifier" in done.stdout
 
 
 def test_gpu_bench_script_runs_on_the_cpu_smoke_budget(tmp_path):

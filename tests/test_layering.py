@@ -126,3 +126,15 @@ def test_no_function_in_src_is_over_60_lines():
         and node.end_lineno - node.lineno + 1 > MAX_FUNCTION_LINES
     ]
     assert not long, "\n".join(long)
+
+
+def test_scratch_engine_imports_only_numpy():
+    """mnistlab.scratch is the NumPy-only teaching engine: no torch, and nothing else of mnistlab."""
+    code = (
+        "import sys, mnistlab.scratch\n"
+        "bad = sorted(m for m in sys.modules if m.split('.')[0] == 'torch'"
+        " or (m.startswith('mnistlab.') and not m.startswith('mnistlab.scratch')))\n"
+        "print(','.join(bad))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "", f"mnistlab.scratch imports {out.stdout.strip()}"
