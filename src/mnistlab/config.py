@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 import json
 from dataclasses import asdict, dataclass, field, fields
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from mnistlab.errors import ConfigError
 
@@ -19,6 +19,7 @@ NormStats = Literal["global", "per-pixel"]
 OptimizerName = Literal["sgd", "adam", "adamw"]
 ScheduleName = Literal["constant", "step", "cosine", "onecycle"]
 Monitor = Literal["val_loss", "val_accuracy"]
+AugmentKind = Literal["none", "affine", "elastic", "both"]
 
 
 @dataclass
@@ -59,10 +60,42 @@ class OptimConfig:
 
 
 @dataclass
+class AugmentConfig:
+    """Random distortions of the training images (mnistlab.data.augment); never of validation or test.
+
+    Each magnitude is the half-width of a uniform draw, per image: e.g. ``rotate=10`` draws an angle in
+    [-10, 10] degrees. Only the magnitudes of the chosen ``kind`` are used.
+    """
+
+    kind: AugmentKind = "none"  # none | affine | elastic | both (affine and elastic in one sampling grid)
+    rotate: float = 10.0  # degrees
+    scale: float = 0.1  # fraction: zoom factor in [1 - scale, 1 + scale]
+    shear: float = 10.0  # degrees, horizontal shear (x += tan(angle) * y)
+    translate: float = 2.0  # pixels, per axis
+    elastic_alpha: float = 34.0  # pixels: scale of the smoothed displacement field (Simard et al. 2003)
+    elastic_sigma: float = 6.0  # pixels: std of the Gaussian that smooths it
+
+    def problems(self) -> list[tuple[bool, str]]:
+        return [
+            (
+                self.kind in get_args(AugmentKind),
+                f"augment must be one of {', '.join(get_args(AugmentKind))}",
+            ),
+            (0 <= self.rotate <= 180, f"rotate must be in [0, 180] degrees, got {self.rotate}"),
+            (0 <= self.scale < 1, f"scale must be in [0, 1), got {self.scale}"),
+            (0 <= self.shear < 90, f"shear must be in [0, 90) degrees, got {self.shear}"),
+            (0 <= self.translate <= 28, f"translate must be in [0, 28] pixels, got {self.translate}"),
+            (self.elastic_alpha >= 0, f"elastic alpha must be >= 0 pixels, got {self.elastic_alpha}"),
+            (self.elastic_sigma > 0, f"elastic sigma must be > 0 pixels, got {self.elastic_sigma}"),
+        ]
+
+
+@dataclass
 class TrainConfig:
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
     epochs: int = 2  # maximum number of passes over the training split
     batch_size: int = 128  # global mini-batch size, images per step
     eval_batch_size: int = 2000  # images per forward pass at evaluation; affects speed only
@@ -100,6 +133,7 @@ class TrainConfig:
             (self.model.dropout is None or 0 <= self.model.dropout < 1, "dropout must be in [0, 1)"),
             (self.model.width > 0, "width must be > 0"),
             (self.patience is None or self.data.val_size > 0, "early stopping needs a validation split"),
+            *self.augment.problems(),
         ]
         for ok, message in checks:
             if not ok:
