@@ -224,16 +224,19 @@ def decided_by_main(flag: bool, ctx: DistContext) -> bool:
     return bool(value.item())
 
 
-def gather_rng_states(ctx: DistContext) -> dict[str, torch.Tensor]:
+def gather_rng_states(
+    ctx: DistContext, extra: dict[str, torch.Tensor] | None = None
+) -> dict[str, torch.Tensor]:
     """Every rank's dropout RNG states, as ``{"rng.torch.rank{r}": cpu_state}`` for r >= 1, on rank 0.
 
-    On CUDA each rank's device generator comes too, as ``rng.cuda.rank{r}``. Rank 0's own states are saved
+    On CUDA each rank's device generator comes too, as ``rng.cuda.rank{r}``, and so does each of ``extra``
+    (e.g. the distortion generator's ``rng.augment``: ``rng.augment.rank{r}``). Rank 0's own states are saved
     as ``rng.torch`` / ``rng.cuda`` by the single-process code; these extra tensors let a resumed distributed
     run give every rank back its own streams. Empty when alone and on ranks other than 0.
     """
     if not ctx.enabled:
         return {}
-    states = {"rng.torch": torch.get_rng_state()}  # uint8 (5056,) for the CPU generator
+    states = {"rng.torch": torch.get_rng_state()} | (extra or {})  # uint8 (5056,) for the CPU generator
     if ctx.device.type == "cuda":
         states["rng.cuda"] = torch.cuda.get_rng_state(ctx.device)  # uint8 (16,): Philox seed + offset
     out: dict[str, torch.Tensor] = {}

@@ -25,6 +25,8 @@ from torch import nn
 
 from mnistlab.config import TrainConfig
 from mnistlab.data import Preprocessor, TensorSplit, load_dataset, split_train_val
+from mnistlab.data.augment import STATE_KEY as AUGMENT_STATE
+from mnistlab.data.augment import Distorter, build_distorter
 from mnistlab.errors import ConfigError, RunError, TrainingDiverged
 from mnistlab.models import build_model, count_parameters
 from mnistlab.training import distributed
@@ -152,6 +154,10 @@ def _fit(
         step_fn = GraphedStep(model, optimizer, label_smoothing=config.optim.label_smoothing, amp=config.amp)
     scheduler = build_scheduler(optimizer, config.optim, steps_per_epoch, config.epochs)
     order = torch.Generator().manual_seed(config.seed + 1)  # data order, separate from init and dropout
+    # Distortions of the training batches: own generator on the device, own stream on each rank.
+    distorter = build_distorter(
+        config.augment, splits.preprocessor, device, augment_seed(config.seed, ctx.rank)
+    )
     stopper = EarlyStopping(
         mode="min" if config.monitor == "val_loss" else "max",
         patience=config.patience,
@@ -162,7 +168,9 @@ def _fit(
     start_epoch = 1
     history: list[dict] = []
     if resume is not None and not config.dry_run:  # every rank reads the same files
-        start_epoch, history = _restore(Path(resume), model, optimizer, scheduler, order, stopper, ctx.rank)
+        start_epoch, history = _restore(
+            Path(resume), model, optimizer, scheduler, order, stopper, ctx.rank, distorter
+        )
     elif run_dir is not None:
         atomic_write_text(run_dir / "config.json", config.to_json())
         (run_dir / "metrics.jsonl").write_text("")
@@ -181,6 +189,8 @@ def _fit(
     last_epoch = config.epochs if not config.dry_run else 1
     for epoch in range(start_epoch, last_epoch + 1):
         batches = splits.train.batches(per_step, shuffle=True, generator=order, shard=ctx.shard)
+        if distorter is not None:  # training batches only: validation and test are never distorted
+            batches = distorter.wrap(batches)
         total = min(steps_per_epoch, max_steps) if max_steps else steps_per_epoch
         t0 = time.perf_counter()
         with reporter.epoch_bar(f"epoch {epoch}/{last_epoch}", total) as on_step:
@@ -213,7 +223,10 @@ def _fit(
         reporter.line(_epoch_line(record, last_epoch, is_best))
         for callback in callbacks if ctx.is_main else ():  # like the run folder: rank 0 only
             callback(record)
-        rng_states = distributed.gather_rng_states(ctx) if not config.dry_run else {}
+        augment_state = distorter.state() if distorter is not None else {}
+        rng_states = (
+            augment_state | distributed.gather_rng_states(ctx, augment_state) if not config.dry_run else {}
+        )
         if run_dir is not None:
             if is_best or monitored is None:
                 _save_model(run_dir / MODEL_FILE, model, splits.preprocessor, config)
@@ -265,6 +278,14 @@ def _fit(
 
 
 # ---- helpers -------------------------------------------------------------------------------------------
+AUGMENT_SEED_OFFSET = 0xA060000  # far from seed + 1 (data order) and seed + 1e6 * rank (dropout per rank)
+
+
+def augment_seed(seed: int, rank: int = 0) -> int:
+    """The distortion generator's seed: its own stream per run seed and per rank."""
+    return seed + AUGMENT_SEED_OFFSET + 1_000_000 * rank
+
+
 def _open_run_dir(config: TrainConfig, resume: str | Path | None) -> Path:
     if resume is not None:
         run_dir = Path(resume)
@@ -342,7 +363,8 @@ def _save_resume_state(
     epoch: int,
     rng_states: dict[str, torch.Tensor],
 ) -> None:
-    """``rng_states``: the other ranks' dropout RNG states in a distributed run ({} alone).
+    """``rng_states``: the distortion generator's state (when distorting) and the other ranks' RNG states
+    in a distributed run.
 
     Dropout draws from the generator of the device it runs on, so a CUDA run also saves that device's
     generator (``rng.cuda``); without it a resumed run would draw other dropout masks than an uninterrupted one.
@@ -374,6 +396,7 @@ def _restore(
     order: torch.Generator,
     stopper: EarlyStopping,
     rank: int = 0,
+    distorter: Distorter | None = None,
 ) -> tuple[int, list[dict]]:
     tensors, meta = load_tensors(run_dir / "last.safetensors")
     model.load_state_dict(split_prefix(tensors, "model."))
@@ -382,6 +405,8 @@ def _restore(
     order.set_state(tensors["rng.order"])  # the global data order: the same on every rank
     # Each rank's own dropout stream; a run resumed with more ranks than it was saved with reuses rank 0's.
     torch.set_rng_state(tensors.get(f"rng.torch.rank{rank}", tensors["rng.torch"]))
+    if distorter is not None:  # each rank's own distortion stream, saved like the dropout streams
+        distorter.restore(tensors.get(f"{AUGMENT_STATE}.rank{rank}", tensors[AUGMENT_STATE]))
     device = next(model.parameters()).device
     if device.type == "cuda" and "rng.cuda" in tensors:  # absent when the run was saved on the CPU
         torch.cuda.set_rng_state(tensors.get(f"rng.cuda.rank{rank}", tensors["rng.cuda"]), device)
