@@ -43,6 +43,13 @@ class NormStats(str, Enum):
     per_pixel = "per-pixel"
 
 
+class Augment(str, Enum):
+    none = "none"
+    affine = "affine"
+    elastic = "elastic"
+    both = "both"
+
+
 class Monitor(str, Enum):
     val_loss = "val_loss"
     val_accuracy = "val_accuracy"
@@ -109,6 +116,22 @@ def train_command(
     ] = None,
     norm_stats: Annotated[
         NormStats | None, typer.Option(help="One mean/std for all pixels, or per pixel.")
+    ] = None,
+    augment: Annotated[
+        Augment | None,
+        typer.Option(help=f"Distort training images: affine, elastic, or both in one sampling grid ({R})."),
+    ] = None,
+    rotate: Annotated[float | None, typer.Option(help="Augment: max rotation, degrees.")] = None,
+    scale: Annotated[
+        float | None, typer.Option(help="Augment: max zoom change, fraction (0.1 = ±10 %).")
+    ] = None,
+    shear: Annotated[float | None, typer.Option(help="Augment: max horizontal shear, degrees.")] = None,
+    translate: Annotated[float | None, typer.Option(help="Augment: max shift per axis, pixels.")] = None,
+    elastic_alpha: Annotated[
+        float | None, typer.Option(help="Augment: elastic field scale alpha, pixels (Simard 2003).")
+    ] = None,
+    elastic_sigma: Annotated[
+        float | None, typer.Option(help="Augment: elastic smoothing std sigma, pixels.")
     ] = None,
     patience: Annotated[int | None, typer.Option(help="Early stopping: epochs without improvement.")] = None,
     monitor: Annotated[Monitor | None, typer.Option(help="Validation metric for early stopping.")] = None,
@@ -178,6 +201,15 @@ def train_command(
                 "nesterov": nesterov,
                 "weight_decay": weight_decay,
                 "label_smoothing": label_smoothing,
+            },
+            "augment": {
+                "kind": augment,
+                "rotate": rotate,
+                "scale": scale,
+                "shear": shear,
+                "translate": translate,
+                "elastic_alpha": elastic_alpha,
+                "elastic_sigma": elastic_sigma,
             },
             "run": {
                 "epochs": epochs,
