@@ -4,12 +4,14 @@ Models import nothing from training. Look them up by name with :func:`build_mode
 """
 
 from mnistlab.models.cnn import FastCNN, PytorchExampleNet
+from mnistlab.models.deep import DeepCNN
 from mnistlab.models.lenet import LeNet5
 from mnistlab.models.mlp import MLP
 from mnistlab.models.registry import build_model, count_parameters, flops_per_image, model_names
 
 __all__ = [
     "MLP",
+    "DeepCNN",
     "FastCNN",
     "LeNet5",
     "PytorchExampleNet",
