@@ -56,7 +56,7 @@ def affine_theta(
     # inverse; the shear [[1, h], [0, 1]] has [[1, -h], [0, 1]]. A^-1 = zoom^-1 shear^-1 rotate^-1:
     inv_zoom = 1.0 / zoom
     rows = [
-        torch.stack([(cos + h * sin) * inv_zoom, (-sin + h * cos) * inv_zoom], -1),
+        torch.stack([(cos - h * sin) * inv_zoom, (-sin - h * cos) * inv_zoom], -1),
         torch.stack([sin * inv_zoom, cos * inv_zoom], -1),
     ]
     linear = torch.stack(rows, -2)  # (B, 2, 2)
