@@ -118,7 +118,9 @@ def summary() -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--tag", help="name of this configuration (run folders and results)")
     parser.add_argument("--model", default="deep-cnn")
     parser.add_argument("--base", help="recipe to start from (default: the model's)")
