@@ -284,3 +284,16 @@ def test_bad_magnitudes_are_config_errors(field, value, needle):
     setattr(config.augment, field, value)
     with pytest.raises(ConfigError, match=needle):
         config.validate()
+
+
+def test_the_lab_figure_shows_16_draws_of_each_kind(tmp_path):
+    from mnistlab.lab import LabOptions, run_experiment
+    from mnistlab.lab.augment import DRAWS, distortion_draws
+
+    run_experiment("augment", LabOptions(out=tmp_path / "lab"))
+    png = tmp_path / "lab" / "distortions.png"
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 10_000
+    assert (tmp_path / "lab" / "report.html").is_file()
+    image = digit_like(1)[0]
+    draws = distortion_draws(image, AugmentConfig(), "both")
+    assert draws.shape == (DRAWS, 28, 28) and len({d.sum().item() for d in draws}) == DRAWS  # all different

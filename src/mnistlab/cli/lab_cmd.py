@@ -22,6 +22,7 @@ class Experiment(str, Enum):
     loss = "loss"
     overfitting = "overfitting"
     models = "models"
+    augment = "augment"
 
 
 class LrScaling(str, Enum):

@@ -18,6 +18,7 @@ EXPERIMENTS = {
     "loss": "mnistlab.lab.loss",
     "overfitting": "mnistlab.lab.overfitting",
     "models": "mnistlab.lab.models",
+    "augment": "mnistlab.lab.augment",
 }
 
 

@@ -15,9 +15,30 @@ from mnistlab.config import AugmentConfig
 from mnistlab.data import Preprocessor, load_dataset
 from mnistlab.data.augment import Distorter
 from mnistlab.evaluation.plots import new_figure, save_figure
+from mnistlab.evaluation.report import Report
+from mnistlab.lab.common import LabOptions, open_out_dir, write_config
 
 KINDS = ("affine", "elastic", "both")
 DRAWS = 16
+
+
+def run(options: LabOptions) -> Report:
+    """``mnistlab lab augment``: the figure for the default magnitudes (those the long recipes use)."""
+    out = open_out_dir("augment", options)
+    config = AugmentConfig()
+    write_config(out, "augment", options, {"augment": dataclasses.asdict(config), "image_index": 0})
+    path = distortion_figure(out / "distortions.png", config, index=0, seed=options.seed)
+    report = Report("Distortions of the training digits")
+    report.figure(path, "The first training digit and 16 random draws of each distortion kind.")
+    report.text(
+        "Affine draws a rotation, a zoom, a horizontal shear and a shift per image, uniformly within the "
+        "magnitudes above. Elastic (Simard et al. 2003) moves every pixel by a random field, uniform noise "
+        "smoothed by a Gaussian of std sigma and scaled by alpha. `both` adds the two displacements into one "
+        "sampling grid. Training applies them to every training batch, with a fresh draw each time; "
+        "validation and test images are never distorted."
+    )
+    report.write(out)
+    return report
 
 
 def distortion_draws(image: torch.Tensor, config: AugmentConfig, kind: str, seed: int = 0) -> torch.Tensor:
@@ -41,7 +62,7 @@ def distortion_figure(
     config = config or AugmentConfig()
     arrays = load_dataset(dataset, data_dir, progress=False)
     image = torch.from_numpy(arrays.train_images[index])
-    fig, axes = new_figure(ncols=DRAWS + 1, nrows=len(KINDS), size=(0.9, 1.0))
+    fig, axes = new_figure(ncols=DRAWS + 1, nrows=len(KINDS), size=(1.1, 1.2))
     for row, kind in enumerate(KINDS):
         panels = [image.float(), *distortion_draws(image, config, kind, seed + row)]
         for col, picture in enumerate(panels):
