@@ -34,6 +34,9 @@ class DataConfig:
     normalize: Normalize = "standardize"  # zero-centre, then divide by the std (fitted on the train split)
     norm_stats: NormStats = "global"  # one mean/std for all pixels, or one per pixel
     train_subset: int | None = None  # use only the first N (shuffled) training images; None = all
+    # Seed of the train/validation split; None = the run's seed. Committee members share one split (so the
+    # committee has one validation set) while differing in initialisation, data order and distortions.
+    split_seed: int | None = None
 
 
 @dataclass

@@ -71,7 +71,8 @@ def prepare_data(config: TrainConfig, device: torch.device, progress: bool = Tru
     labels = torch.from_numpy(arrays.train_labels).long()
     if dc.val_size >= images.shape[0]:
         raise ConfigError(f"validation size {dc.val_size} leaves no training images (of {images.shape[0]})")
-    train_idx, val_idx = split_train_val(images.shape[0], dc.val_size, config.seed)
+    split_seed = config.seed if dc.split_seed is None else dc.split_seed
+    train_idx, val_idx = split_train_val(images.shape[0], dc.val_size, split_seed)
     if dc.train_subset is not None:
         train_idx = train_idx[: dc.train_subset]
     pre = Preprocessor.fit(images[train_idx], mode=dc.normalize, stats=dc.norm_stats)
