@@ -297,3 +297,15 @@ def test_the_lab_figure_shows_16_draws_of_each_kind(tmp_path):
     image = digit_like(1)[0]
     draws = distortion_draws(image, AugmentConfig(), "both")
     assert draws.shape == (DRAWS, 28, 28) and len({d.sum().item() for d in draws}) == DRAWS  # all different
+
+
+def test_split_seed_fixes_the_validation_split_across_run_seeds(tiny_config):
+    """Committee members: one validation split (split_seed) whatever their own seed."""
+    tiny_config.data.split_seed = 7
+    first = prepare_data(tiny_config, torch.device("cpu"), progress=False)
+    tiny_config.seed = 3
+    second = prepare_data(tiny_config, torch.device("cpu"), progress=False)
+    assert torch.equal(first.val.images, second.val.images)
+    tiny_config.data.split_seed = None  # the run's seed, as before
+    third = prepare_data(tiny_config, torch.device("cpu"), progress=False)
+    assert not torch.equal(first.val.images, third.val.images)
