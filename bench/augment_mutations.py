@@ -116,6 +116,20 @@ MUTATIONS = [
         "test_only_training_batches",
     ),
     (
+        "normalised off-diagonal factor inverted (wrong for H != W)",
+        "src/mnistlab/data/augment.py",
+        "torch.stack([a00, a01 * (dx / dy),",
+        "torch.stack([a00, a01 * (dy / dx),",
+        "test_rotation_and_shear_of_a_non_square",
+    ),
+    (
+        "shift normalised with the other axis' factor",
+        "src/mnistlab/data/augment.py",
+        "-dx * (a00 * sx + a01 * sy)",
+        "-dy * (a00 * sx + a01 * sy)",
+        "test_a_shift_moves_a_non_square",
+    ),
+    (
         "magnitude validation dropped",
         "src/mnistlab/config.py",
         "            *self.augment.problems(),\n",

@@ -44,16 +44,18 @@ def digit_like(n: int = 4, seed: int = 0) -> torch.Tensor:
 
 
 def reference_warp(image: np.ndarray, inverse) -> np.ndarray:
-    """Hand-written bilinear warp: out(u) = image(inverse(u)), zero outside; pixel-centre coordinates."""
+    """Hand-written bilinear warp: out(u) = image(inverse(u)), zero outside; pixels from the image centre."""
+    height, width = image.shape
+    cy, cx = (height - 1) / 2, (width - 1) / 2
     out = np.zeros_like(image, dtype=np.float64)
-    for row in range(28):
-        for col in range(28):
-            sx, sy = inverse(col - 13.5, row - 13.5)
-            fx, fy = sx + 13.5, sy + 13.5
+    for row in range(height):
+        for col in range(width):
+            sx, sy = inverse(col - cx, row - cy)
+            fx, fy = sx + cx, sy + cy
             x0, y0 = math.floor(fx), math.floor(fy)
             for yy, wy in ((y0, 1 - (fy - y0)), (y0 + 1, fy - y0)):
                 for xx, wx in ((x0, 1 - (fx - x0)), (x0 + 1, fx - x0)):
-                    if 0 <= yy < 28 and 0 <= xx < 28:
+                    if 0 <= yy < height and 0 <= xx < width:
                         out[row, col] += wy * wx * image[yy, xx]
     return out
 
@@ -117,15 +119,38 @@ def test_a_rotated_blob_lands_where_the_rotation_sends_its_centre():
     assert cy.item() == pytest.approx(-6 * s - 3 * c, abs=0.01)
 
 
-def test_the_grid_matches_affine_grid():
+@pytest.mark.parametrize("size", [(28, 28), (20, 32)])
+def test_the_grid_matches_affine_grid(size):
     torch.manual_seed(0)
     theta = affine_theta(
-        torch.randn(5) * 10, 1 + torch.rand(5) / 5, torch.randn(5) * 5, torch.randn(5, 2), (28, 28)
+        torch.randn(5) * 10, 1 + torch.rand(5) / 5, torch.randn(5) * 5, torch.randn(5, 2), size
     )
     distorter = Distorter(AugmentConfig(kind="affine"), Preprocessor("raw"), "cpu", seed=0)
     distorter._random_theta = lambda batch, size: theta
-    expected = torch.nn.functional.affine_grid(theta, [5, 1, 28, 28], align_corners=False)
-    torch.testing.assert_close(distorter.sampling_grid(5, (28, 28)), expected, atol=1e-6, rtol=0)
+    expected = torch.nn.functional.affine_grid(theta, [5, 1, *size], align_corners=False)
+    torch.testing.assert_close(distorter.sampling_grid(5, size), expected, atol=1e-6, rtol=0)
+
+
+def test_rotation_and_shear_of_a_non_square_image_match_a_hand_written_warp():
+    """The pixel -> normalised factors differ per axis when H != W; the rotation must stay a rotation."""
+    image = torch.rand(20, 32, generator=torch.Generator().manual_seed(0)) * 255
+    c, s, t = math.cos(math.radians(25)), math.sin(math.radians(25)), math.tan(math.radians(10))
+    theta = affine_theta(
+        torch.tensor([25.0]), torch.ones(1), torch.tensor([10.0]), torch.zeros(1, 2), (20, 32)
+    )
+    # inverse of rotate(25) @ shear(10): shear^-1 (x - t y, y) after rotate^-1 (x c - y s, x s + y c)
+    expected = reference_warp(
+        image.numpy(), lambda x, y: ((x * c - y * s) - t * (x * s + y * c), x * s + y * c)
+    )
+    np.testing.assert_allclose(warp(image[None, None], theta)[0, 0].numpy(), expected, atol=2e-3)
+
+
+def test_a_shift_moves_a_non_square_image_by_whole_pixels():
+    """The pixel -> normalised factors differ per axis when H != W: a 2 px shift must still be 2 px."""
+    image = torch.rand(1, 1, 20, 32) * 255
+    theta = affine_theta(torch.zeros(1), torch.ones(1), torch.zeros(1), torch.tensor([[2.0, 3.0]]), (20, 32))
+    out = warp(image, theta)
+    torch.testing.assert_close(out[..., 3:, 2:], image[..., :-3, :-2], atol=1e-3, rtol=1e-5)
 
 
 # ---- elastic ----------------------------------------------------------------------------------------------

@@ -52,20 +52,22 @@ def affine_theta(
     """
     a, h = torch.deg2rad(angle), torch.tan(torch.deg2rad(shear))
     cos, sin = torch.cos(a), torch.sin(a)
+    inv_zoom = 1.0 / zoom
     # The rotation [[cos, sin], [-sin, cos]] (counter-clockwise on screen, y down) has its transpose as
     # inverse; the shear [[1, h], [0, 1]] has [[1, -h], [0, 1]]. A^-1 = zoom^-1 shear^-1 rotate^-1:
-    inv_zoom = 1.0 / zoom
-    rows = [
-        torch.stack([(cos - h * sin) * inv_zoom, (-sin - h * cos) * inv_zoom], -1),
-        torch.stack([sin * inv_zoom, cos * inv_zoom], -1),
-    ]
-    linear = torch.stack(rows, -2)  # (B, 2, 2)
+    a00, a01 = (cos - h * sin) * inv_zoom, (-sin - h * cos) * inv_zoom
+    a10, a11 = sin * inv_zoom, cos * inv_zoom
     # affine_grid works in normalised coordinates (align_corners=False): pixel offset from the centre
-    # divided by half the side. With D = diag(2 / W, 2 / H): theta = D A^-1 D^-1, offset -D A^-1 shift.
-    to_norm = _pixels_to_normalised(size, angle.device)
-    linear = linear * to_norm[:, None] / to_norm[None, :]
-    offset = -(linear @ (shift * to_norm)[..., None])  # (B, 2, 1)
-    return torch.cat([linear, offset], dim=2)
+    # divided by half the side, D = diag(2 / W, 2 / H). theta = [D A^-1 D^-1 | -D A^-1 shift]; Python
+    # floats only, so that no constant tensor is created (and copied to the device) per batch.
+    height, width = size
+    dx, dy = 2.0 / width, 2.0 / height
+    sx, sy = shift[:, 0], shift[:, 1]
+    rows = [
+        torch.stack([a00, a01 * (dx / dy), -dx * (a00 * sx + a01 * sy)], -1),
+        torch.stack([a10 * (dy / dx), a11, -dy * (a10 * sx + a11 * sy)], -1),
+    ]
+    return torch.stack(rows, -2)  # (B, 2, 3)
 
 
 def _pixels_to_normalised(size: tuple[int, int], device: torch.device) -> torch.Tensor:
