@@ -62,7 +62,7 @@ def distortion_figure(
     config = config or AugmentConfig()
     arrays = load_dataset(dataset, data_dir, progress=False)
     image = torch.from_numpy(arrays.train_images[index])
-    fig, axes = new_figure(ncols=DRAWS + 1, nrows=len(KINDS), size=(1.1, 1.2))
+    fig, axes = new_figure(ncols=DRAWS + 1, nrows=len(KINDS), size=(0.95, 1.0))
     for row, kind in enumerate(KINDS):
         panels = [image.float(), *distortion_draws(image, config, kind, seed + row)]
         for col, picture in enumerate(panels):
