@@ -60,11 +60,15 @@ def with_config_options(cls: type = TrainConfig) -> Callable[[Callable[..., Any]
 
 
 def config_from_flags(flags: ConfigFlags, resume: Path | None = None) -> TrainConfig:
-    """The config to train: the model's recipe (or, on resume, the run's own config) with the flags applied."""
-    from mnistlab.recipes import DEFAULT_MODEL, recipe
+    """The config to train: the model's recipe (with ``--members N``: the committee recipe, or the model's
+    long-budget one; on resume, the run's own config) with the flags applied."""
+    from mnistlab.recipes import starting_recipe
     from mnistlab.runs import read_config
 
-    base = read_config(resume) if resume is not None else recipe(flags.get("model.name", DEFAULT_MODEL))
+    if resume is not None:
+        base = read_config(resume)
+    else:
+        base = starting_recipe(flags.get("model.name"), flags.get("members", 1))
     return with_values(base, flags).validate()
 
 

@@ -19,6 +19,7 @@ EXPERIMENTS = {
     "overfitting": "mnistlab.lab.overfitting",
     "models": "mnistlab.lab.models",
     "gradient-noise": "mnistlab.lab.gradient_noise",
+    "augment": "mnistlab.lab.augment",
 }
 
 

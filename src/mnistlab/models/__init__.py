@@ -4,6 +4,7 @@ Models import nothing from training. Look them up by name with :func:`build_mode
 """
 
 from mnistlab.models.cnn import FastCNN, PytorchExampleNet
+from mnistlab.models.deep import DeepCNN
 from mnistlab.models.lenet import LeNet5
 from mnistlab.models.mlp import MLP
 from mnistlab.models.registry import (
@@ -16,6 +17,7 @@ from mnistlab.models.registry import (
 
 __all__ = [
     "MLP",
+    "DeepCNN",
     "FastCNN",
     "LeNet5",
     "PytorchExampleNet",

@@ -115,8 +115,9 @@ class SingleProcess:
         """Rank 0's value of ``flag`` (e.g. "stop early now") on every rank."""
         return flag
 
-    def gather_rng_states(self) -> dict[str, torch.Tensor]:
-        """The other ranks' dropout RNG states, for the checkpoint ({} alone)."""
+    def gather_rng_states(self, extra: dict[str, torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
+        """The other ranks' RNG states (dropout, and ``extra``'s, e.g. ``rng.augment``) for the checkpoint
+        ({} alone)."""
         return {}
 
     def on_main(self, fn: Callable[[], T]) -> T | None:
@@ -189,13 +190,15 @@ class DataParallel(SingleProcess):
         dist.broadcast(value, src=0)
         return bool(value.item())
 
-    def gather_rng_states(self) -> dict[str, torch.Tensor]:
+    def gather_rng_states(self, extra: dict[str, torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
         """``{"rng.torch.rank{r}": cpu_state}`` for r >= 1 (and ``rng.cuda.rank{r}`` on CUDA), on rank 0.
 
-        Rank 0's own states are saved as ``rng.torch`` / ``rng.cuda`` by the single-process code; these
-        extra tensors give every rank of a resumed run its own streams back. Empty on ranks other than 0.
+        ``extra``: more of this rank's states by name, e.g. the distortion generator's ``rng.augment``, which
+        come back as ``rng.augment.rank{r}``. Rank 0's own states are saved under the plain names by the
+        single-process code; these extra tensors give every rank of a resumed run its own streams back.
+        Empty on ranks other than 0.
         """
-        states = {"rng.torch": torch.get_rng_state()}  # uint8 (5056,) for the CPU generator
+        states = {"rng.torch": torch.get_rng_state()} | (extra or {})  # uint8 (5056,) for the CPU generator
         if self.device.type == "cuda":
             states["rng.cuda"] = torch.cuda.get_rng_state(self.device)  # uint8 (16,): Philox seed + offset
         out: dict[str, torch.Tensor] = {}

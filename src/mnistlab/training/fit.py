@@ -151,7 +151,7 @@ def _build(config: TrainConfig, dist: SingleProcess) -> tuple[Splits, Trainer]:
     if config.channels_last:
         model = model.to(memory_format=torch.channels_last)
     dist.seed_rank(config.seed)
-    return splits, build_trainer(config, model, splits.train, splits.val, dist)
+    return splits, build_trainer(config, model, splits.train, splits.val, dist, splits.preprocessor)
 
 
 def _open_folder(config: TrainConfig, resume: Path | None) -> Path | None:
@@ -199,7 +199,8 @@ def _checkpoint(trainer: Trainer, state: TrainState, folder: Path | None) -> Non
     """last.safetensors first, then the metrics line: a crash between them loses nothing on resume."""
     if trainer.config.dry_run:
         return
-    rng_states = trainer.dist.gather_rng_states()  # a collective: every rank takes part
+    # a collective: every rank takes part; each rank's own streams (dropout, distortions) come to rank 0
+    rng_states = trainer.dist.gather_rng_states(trainer.generator_states())
     if folder is not None:
         save_checkpoint(folder, trainer, state, rng_states)
         append_metrics(folder, state.history[-1])
