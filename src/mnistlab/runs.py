@@ -9,6 +9,15 @@ A run folder (written by :func:`mnistlab.training.fit.fit`)::
     summary.json       written last: its presence is what marks the run as complete
     error.txt          only when the run failed (e.g. diverged); the folder then has no summary.json
 
+A committee's folder (written by :func:`mnistlab.training.committee.train_committee`)::
+
+    config.json        the committee's TrainConfig (members = N, combine, the members' recipe)
+    members/K/         member K = 0..N-1: a complete run folder as above (seed + K, the shared split_seed)
+    model.safetensors  every member's weights (model.members.K.*), the shared preprocessing and the config
+    summary.json       written last: each member's and the committee's accuracies, the rule, shared errors
+
+Its model file loads as a :class:`~mnistlab.models.Committee`, so a committee is a Run like any other.
+
 Reading a run needs no training code: serving, export and reports stand on this module, not on
 :mod:`mnistlab.training`. Nothing is ever unpickled.
 """
@@ -31,8 +40,8 @@ from mnistlab.data import Preprocessor, load_dataset
 from mnistlab.errors import ConfigError, MnistlabError, RunError
 from mnistlab.evaluation.metrics import classification_report
 from mnistlab.fileio import atomic_save_tensors, atomic_write, load_tensors, split_prefix, with_prefix
-from mnistlab.inference import evaluate, predict_logits, resolve_device
-from mnistlab.models import model_from_config
+from mnistlab.inference import evaluate, member_log_probs, predict_logits, resolve_device
+from mnistlab.models import Committee, model_from_config
 
 CONFIG_FILE = "config.json"
 METRICS_FILE = "metrics.jsonl"
@@ -40,6 +49,7 @@ CHECKPOINT_FILE = "last.safetensors"
 MODEL_FILE = "model.safetensors"
 SUMMARY_FILE = "summary.json"
 ERROR_FILE = "error.txt"
+MEMBERS_DIR = "members"  # a committee's member runs: members/0, members/1, ...
 MODEL_FORMAT = "mnistlab.model/1"
 
 
@@ -166,12 +176,19 @@ def read_model_file(path: Path, device: torch.device) -> tuple[TrainConfig, nn.M
         pre = Preprocessor.from_state(json.loads(meta["preprocessing"]), split_prefix(tensors, "preprocess."))
     except (KeyError, json.JSONDecodeError, TypeError, MnistlabError) as exc:
         raise RunError(f"{path}: not an mnistlab model file (bad metadata: {exc})") from None
-    model = model_from_config(config.model)
+    model = model_for(config)
     try:
         model.load_state_dict(split_prefix(tensors, "model."))
     except RuntimeError as exc:
         raise RunError(f"{path}: weights do not match model {config.model.name!r}: {exc}") from None
     return config, model.to(device).eval(), pre
+
+
+def model_for(config: TrainConfig) -> nn.Module:
+    """A fresh model of a run's config: the registry's model, or a committee of ``config.members`` of them."""
+    if config.members > 1:
+        return Committee([model_from_config(config.model) for _ in range(config.members)], config.combine)
+    return model_from_config(config.model)
 
 
 # ---- a finished run ----------------------------------------------------------------------------------------
@@ -205,6 +222,18 @@ class Run:
         """Class probabilities (N, 10), softmax of the logits; ``.argmax(1)`` gives the labels."""
         return torch.softmax(self.predict_logits(images, batch_size), dim=1)
 
+    def predict_with_members(
+        self, images: torch.Tensor | np.ndarray, batch_size: int = 2000
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """(probabilities (N, 10), each member's probabilities (M, N, 10) or None when not a committee), from
+        one forward pass of every member."""
+        if not isinstance(self.model, Committee):
+            return self.predict(images, batch_size), None
+        x = torch.as_tensor(images)
+        x = x.unsqueeze(0) if x.ndim == 2 else x
+        members = member_log_probs(self.model, self.preprocessor(x.to(self.device)), batch_size)
+        return torch.softmax(self.model.combine(members), dim=1).cpu(), members.exp().cpu()
+
     def evaluate(self, split: str = "test", data_dir: str | Path | None = None) -> dict:
         """Loss, accuracy, confusion matrix and per-class scores on the dataset's test split."""
         if split != "test":
@@ -232,7 +261,7 @@ def load_run(path: str | Path, device: str = "cpu") -> Run:
     if not path.exists():
         raise RunError(f"{path}: run folder does not exist")
     if path.is_dir() and not (path / SUMMARY_FILE).is_file():
-        resumable = (path / CHECKPOINT_FILE).exists()
+        resumable = (path / CHECKPOINT_FILE).exists() or (path / MEMBERS_DIR).is_dir()
         hint = "; it may still be running, or resume it with --resume" if resumable else ""
         raise RunError(f"{path}: incomplete run (no {SUMMARY_FILE}){hint}")
     dev = resolve_device(device)

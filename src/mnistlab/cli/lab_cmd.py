@@ -84,6 +84,10 @@ def train_with_extras(
         raise ConfigError("--dry-run writes nothing, so it cannot be combined with --seeds or --report")
     if resume is not None and seeds != 1:
         raise ConfigError("--resume continues one run; it cannot be combined with --seeds")
+    if config.members > 1 and (seeds != 1 or tensorboard):
+        raise ConfigError(
+            "--members trains one committee: it cannot be combined with --seeds or --tensorboard"
+        )
     loggers: list = []
 
     def callbacks_for(run_dir: Path) -> list:

@@ -20,6 +20,7 @@ EXPERIMENTS = {
     "models": "mnistlab.lab.models",
     "gradient-noise": "mnistlab.lab.gradient_noise",
     "augment": "mnistlab.lab.augment",
+    "committee": "mnistlab.lab.committee",
 }
 
 

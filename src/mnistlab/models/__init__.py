@@ -4,6 +4,7 @@ Models import nothing from training. Look them up by name with :func:`build_mode
 """
 
 from mnistlab.models.cnn import FastCNN, PytorchExampleNet
+from mnistlab.models.committee import Committee
 from mnistlab.models.deep import DeepCNN
 from mnistlab.models.lenet import LeNet5
 from mnistlab.models.mlp import MLP
@@ -17,6 +18,7 @@ from mnistlab.models.registry import (
 
 __all__ = [
     "MLP",
+    "Committee",
     "DeepCNN",
     "FastCNN",
     "LeNet5",

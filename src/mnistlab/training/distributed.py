@@ -302,6 +302,79 @@ def setup(device_name: str, environ: Mapping[str, str] | None = None) -> SingleP
     return DataParallel(device, dist.get_rank(), dist.get_world_size(), local_rank, backend, owns)
 
 
+# ---- a committee's processes: whole members each, no gradients exchanged ------------------------------------
+# While they train, a committee's processes exchange nothing; at the barrier after the members a process waits
+# for the slowest one, which can take hours. A process that dies closes its connections (gloo then fails the
+# others' barrier) and torchrun stops the others, so the long wait bounds nothing that could hang.
+COMMITTEE_TIMEOUT = timedelta(days=7)
+
+
+@dataclass(frozen=True)
+class MemberProcesses:
+    """The processes of a committee (torchrun, or one alone): member k is trained whole by process k % world,
+    on that process's device; rank 0 opens the folder and combines the members after :meth:`barrier`."""
+
+    device: torch.device
+    rank: int = 0
+    world_size: int = 1
+    owns_group: bool = False
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    def members(self, count: int) -> list[int]:
+        """This process's members of ``count``: k with k % world_size == rank."""
+        return list(range(self.rank, count, self.world_size))
+
+    def barrier(self) -> None:
+        if self.world_size > 1:
+            dist.barrier()
+
+    def from_main(self, fn: Callable[[], T]) -> T:
+        """Run ``fn`` on rank 0 and return its result (e.g. the folder's path: a str) on every rank; a
+        MnistlabError raised there is raised on every rank (by class name and message; nothing from files)."""
+        if self.world_size == 1:
+            return fn()
+        message: list = [None]
+        failure = None
+        if self.is_main:
+            try:
+                message = [("ok", fn())]
+            except MnistlabError as exc:
+                failure, message = exc, [("error", type(exc).__name__, str(exc))]
+        dist.broadcast_object_list(message, src=0)
+        if failure is not None:
+            raise failure
+        if message[0][0] == "error":
+            raise getattr(errors, message[0][1], MnistlabError)(message[0][2])
+        return message[0][1]
+
+    def teardown(self) -> None:
+        if self.owns_group and dist.is_initialized():
+            dist.destroy_process_group()
+
+
+def setup_members(device_name: str, environ: Mapping[str, str] | None = None) -> MemberProcesses:
+    """The committee's processes described by the environment: alone, or one rank of a torchrun job.
+
+    On CUDA each process uses GPU ``LOCAL_RANK``. The process group is gloo even on GPUs: it carries only a
+    folder name and a barrier, never a tensor of the members.
+    """
+    environ = os.environ if environ is None else environ
+    _, world, local_rank = env_ranks(environ)
+    device = resolve_device(device_name)
+    if world > 1 and device.type == "cuda":
+        device = torch.device("cuda", local_rank)
+        torch.cuda.set_device(device)
+    if world == 1:
+        return MemberProcesses(device)
+    owns = not dist.is_initialized()
+    if owns:
+        dist.init_process_group("gloo", timeout=COMMITTEE_TIMEOUT)
+    return MemberProcesses(device, dist.get_rank(), dist.get_world_size(), owns)
+
+
 def _share_failure(failure: MnistlabError | None, ctx: DataParallel) -> None:
     """Broadcast rank 0's error (class name and message; nothing is unpickled from files) and raise it."""
     message = [None if failure is None else (type(failure).__name__, str(failure))]

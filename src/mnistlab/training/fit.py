@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 
 from mnistlab.config import TrainConfig
-from mnistlab.errors import TrainingDiverged
+from mnistlab.errors import ConfigError, TrainingDiverged
 from mnistlab.models import count_parameters, model_from_config
 from mnistlab.runs import (
     CHECKPOINT_FILE,
@@ -55,6 +55,7 @@ def fit(
     resume: str | Path | None = None,
     reporter: Reporter | None = None,
     callbacks: Sequence[EpochCallback] = (),
+    process: SingleProcess | None = None,
 ) -> Run:
     """Train according to ``config``; return the finished :class:`Run` (best weights restored).
 
@@ -67,11 +68,16 @@ def fit(
 
     Under torchrun (WORLD_SIZE > 1 in the environment) this is one rank of a data-parallel run: see
     :mod:`mnistlab.training.distributed`. Every rank returns the same Run; only rank 0 writes the folder.
-    torch's thread count is set from ``config.threads`` for the run and restored afterwards.
+    ``process``: train alone in this process, on its device, whatever the environment says (a committee's
+    member, trained whole by one torchrun process). torch's thread count is set from ``config.threads`` for
+    the run and restored afterwards. A committee (``config.members`` > 1) is trained by
+    :func:`mnistlab.training.committee.train_committee`, whose members are runs of this function.
     """
     config = copy.deepcopy(config).validate()  # the run's own copy: the caller may reuse theirs
+    if config.members > 1:
+        raise ConfigError("fit trains one run; train a committee (members > 1) with mnistlab.train")
     with torch_threads(config.threads):
-        dist = distributed.setup(config.device)
+        dist = process or distributed.setup(config.device)
         try:
             with dist.peer_failures():
                 return _fit(config, dist, Path(resume) if resume is not None else None, reporter, callbacks)
@@ -215,10 +221,8 @@ def _finish(
     environment = describe_environment(dist.device) | {"world_size": dist.world_size}
     summary = summarise(config, count_parameters(model), state, environment)
     if not config.dry_run:
-        test = dist.evaluate(
-            model, splits.test.images, splits.test.labels, config.eval_batch_size, config.amp
-        )
-        summary.update(test_accuracy=test["accuracy"], test_loss=test["loss"], test_images=len(splits.test))
+        test = splits.score_test(model, config.eval_batch_size, config.amp, dist)
+        summary.update(test_accuracy=test["accuracy"], test_loss=test["loss"], test_images=test["images"])
         reporter.line(
             f"test accuracy {100 * test['accuracy']:.2f} % (loss {test['loss']:.4f}) on {len(splits.test):,} "
             f"images, best epoch {summary['best_epoch']}, {summary['train_seconds']:.1f} s training"

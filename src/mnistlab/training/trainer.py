@@ -34,6 +34,8 @@ from mnistlab.config import TrainConfig
 from mnistlab.data import Preprocessor, TensorSplit, load_dataset, split_train_val
 from mnistlab.data.augment import Distorter, build_distorter
 from mnistlab.errors import ConfigError
+from mnistlab.inference import score_committee
+from mnistlab.models import Committee
 from mnistlab.training.distributed import SingleProcess
 from mnistlab.training.graphs import GraphedStep
 from mnistlab.training.loop import StepFn, train_one_epoch
@@ -49,6 +51,20 @@ class Splits:
     val: TensorSplit | None
     test: TensorSplit
     preprocessor: Preprocessor
+
+    def score_test(
+        self, model: nn.Module, batch_size: int, amp: bool = False, dist: SingleProcess | None = None
+    ) -> dict:
+        """The one place a training run scores the test split: once per run, after training, never to choose
+        anything (the tests count the calls). {"loss": nats/image, "accuracy", "images"}; for a committee also
+        each member's predictions (M, N), from the same forward passes."""
+        test = self.test
+        if isinstance(model, Committee):
+            result = score_committee(model, test.images, test.labels, batch_size)
+        else:
+            dist = dist or SingleProcess(next(model.parameters()).device)
+            result = dist.evaluate(model, test.images, test.labels, batch_size, amp)
+        return result | {"images": len(test)}
 
 
 def prepare_data(config: TrainConfig, device: torch.device, progress: bool = True) -> Splits:
