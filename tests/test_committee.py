@@ -322,3 +322,19 @@ def test_nproc_2_trains_the_same_members_as_one_process(committee, tmp_path):
         json.loads((out / "members" / str(k) / "summary.json").read_text())["environment"] for k in range(3)
     ]
     assert all(w["world_size"] == 1 for w in world)  # each member trained alone: no gradient averaging
+
+
+def test_resume_at_once_falls_back_to_one_at_a_time_when_members_stopped_at_different_epochs(
+    committee, tmp_path, interrupted_in_epoch
+):
+    """Member 1 stopped after epoch 1 and member 2 never started: they cannot share grouped steps, so they
+    are trained one after another, and come out as the one-process committee's (bit for bit)."""
+    reference, _ = committee
+    cfg = committee_config(tmp_path / "run")
+    with interrupted_in_epoch(4):
+        mnistlab.train(cfg)
+    config = read_config(cfg.out)
+    config.members_at_once = 2  # resume-safe: how to train, not what
+    resumed = mnistlab.train(config, resume=cfg.out)
+    for name, tensor in reference.model.state_dict().items():
+        assert torch.equal(resumed.model.state_dict()[name], tensor), name

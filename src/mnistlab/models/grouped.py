@@ -74,13 +74,14 @@ def _grouped_conv(layers: Sequence[nn.Conv2d]) -> nn.Conv2d:
         bias=c.bias is not None,
         padding_mode=c.padding_mode,
     )
-    return conv.to(c.weight.device)
+    return conv.to(c.weight.device, c.weight.dtype)
 
 
 def _grouped_batchnorm(layers: Sequence[nn.BatchNorm2d]) -> nn.BatchNorm2d:
     b = layers[0]
     norm = nn.BatchNorm2d(len(layers) * b.num_features, b.eps, b.momentum, b.affine, b.track_running_stats)
-    return norm.to(next(iter([*b.parameters(), *b.buffers()])).device)
+    like = b.running_mean if b.running_mean is not None else b.weight  # device and dtype of the members'
+    return norm.to(like.device, like.dtype)
 
 
 def group_layer(layers: Sequence[nn.Module]) -> tuple[nn.Module, Join]:
@@ -153,17 +154,19 @@ class GroupedNetwork(nn.Module):
 @torch.no_grad()
 def check_forward_order(model: nn.Module, layers: Sequence[nn.Module]) -> None:
     """A ConfigError unless applying ``layers`` one after another is ``model``'s forward (on a test input)."""
-    device = next(model.parameters()).device
-    x = torch.linspace(-1, 1, 2 * 28 * 28, device=device).reshape(2, 1, 28, 28)
+    weight = next(model.parameters())
+    x = torch.linspace(-1, 1, 2 * 28 * 28, device=weight.device, dtype=weight.dtype).reshape(2, 1, 28, 28)
     was_training = model.training
     model.eval()
     try:
         expected, got = model(x), x
         for layer in layers:
             got = layer(got)
+    except RuntimeError:  # the layers in this order do not even fit together
+        got = None
     finally:
         model.train(was_training)
-    if got.shape != expected.shape or not torch.allclose(got, expected, atol=1e-5, rtol=1e-4):
+    if got is None or got.shape != expected.shape or not torch.allclose(got, expected, atol=1e-5, rtol=1e-4):
         raise ConfigError(
             f"cannot train {type(model).__name__} members at once: its forward is not its layers in order"
         )

@@ -137,6 +137,8 @@ def _build_group(members: list[GroupMember], config: TrainConfig) -> Group:
     """The grouped network from the members' (initial or restored) weights; its optimiser and schedule from
     theirs, so a resumed group continues exactly where its members stopped."""
     network = GroupedNetwork([m.trainer.model for m in members])
+    if config.channels_last:  # as the members alone would train (recipes.py: oneDNN's fast layout on CPU)
+        network = network.to(memory_format=torch.channels_last)
     optimizer = build_optimizer(network, config.optim)
     # the members' own schedule (the same for all: one recipe), so the group's lr is theirs at every step
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, members[0].trainer.scheduler.lr_lambdas[0])
@@ -241,8 +243,7 @@ def _optimizer_to_members(group: Group) -> None:
             whole = isinstance(value, torch.Tensor) and value.shape == grouped.shape
             pieces = split_tensor(value, join, len(models)) if whole else [value] * len(models)
             for trainer, param, piece in zip(group.trainers, tensors, pieces, strict=True):
-                held = piece.clone() if isinstance(piece, torch.Tensor) else piece
-                trainer.optimizer.state[param][key] = held
+                trainer.optimizer.state[param][key] = _laid_out_like(param, piece) if whole else _copy(piece)
     hyper = {k: v for k, v in group.optimizer.param_groups[0].items() if k != "params"}
     for trainer in group.trainers:
         trainer.optimizer.param_groups[0].update(hyper)
@@ -260,11 +261,19 @@ def _optimizer_from_members(group: Group) -> None:
             values = [s[key] for s in states]
             whole = isinstance(values[0], torch.Tensor) and values[0].shape == tensors[0].shape
             joined = join_tensors(values, join) if whole else values[0]
-            group.optimizer.state[grouped][key] = (
-                joined.clone() if isinstance(joined, torch.Tensor) else joined
-            )
+            group.optimizer.state[grouped][key] = _laid_out_like(grouped, joined) if whole else _copy(joined)
     first = group.trainers[0]
     group.optimizer.param_groups[0].update(
         {k: v for k, v in first.optimizer.param_groups[0].items() if k != "params"}
     )
     group.scheduler.load_state_dict(first.scheduler.state_dict())
+
+
+def _laid_out_like(param: torch.Tensor, value: torch.Tensor) -> torch.Tensor:
+    """A copy of ``value`` in ``param``'s memory layout: the fused optimisers walk parameter and buffers as
+    flat arrays, so a channels_last parameter needs channels_last buffers (see checkpoint.restore_optimizer)."""
+    return torch.empty_like(param, dtype=value.dtype).copy_(value)
+
+
+def _copy(value: object) -> object:
+    return value.clone() if isinstance(value, torch.Tensor) else value
