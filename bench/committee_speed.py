@@ -47,9 +47,6 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--augment", default=None, help="none|affine|elastic|both (default: the recipe's)")
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--device", default="cpu")
-    parser.add_argument(
-        "--grouped-channels-last", action="store_true", help="the grouped network in channels_last too"
-    )
     parser.add_argument("--out", type=Path, default=None)
     return parser.parse_args()
 
@@ -113,10 +110,9 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     config, batches, models, distorters = setup(args, device)
-    network = GroupedNetwork(models)  # as fit_group trains it: contiguous, unless --grouped-channels-last
-    if args.grouped_channels_last:
+    network = GroupedNetwork(models)
+    if config.channels_last:  # both sides as training runs them: in the recipe's memory format
         network = network.to(memory_format=torch.channels_last)
-    if config.channels_last:  # the members as fit trains them: in the recipe's memory format
         models = [m.to(memory_format=torch.channels_last) for m in models]
     optimizers = [build_optimizer(m, config.optim) for m in models]
     group = Group(network, build_optimizer(network, config.optim), None, [])  # type: ignore[arg-type]
@@ -140,8 +136,7 @@ def main() -> None:
         "augment": config.augment.kind,
         "device": str(device) if device.type != "cuda" else torch.cuda.get_device_name(device),
         "threads": torch.get_num_threads(),
-        "members_channels_last": config.channels_last,
-        "grouped_channels_last": args.grouped_channels_last,
+        "channels_last": config.channels_last,
         "steps_per_round": args.steps,
         "rounds": args.rounds,
         "ms_per_member_step_one_after_another": 1e3 * seq,

@@ -338,3 +338,41 @@ def test_resume_at_once_falls_back_to_one_at_a_time_when_members_stopped_at_diff
     resumed = mnistlab.train(config, resume=cfg.out)
     for name, tensor in reference.model.state_dict().items():
         assert torch.equal(resumed.model.state_dict()[name], tensor), name
+
+
+# ---- mnistlab lab committee ---------------------------------------------------------------------------------
+def test_lab_analysis_against_the_summaries(committee):
+    from mnistlab.lab.committee import analyse
+
+    run, _ = committee
+    result = analyse(run)
+    s = run.summary
+    members = [mnistlab.load_run(run.path / "members" / str(k)) for k in range(MEMBERS)]
+    by_size = result["accuracy_by_size"]
+    assert by_size["test"][-1] == pytest.approx(s["test_accuracy"]) and len(by_size["test"]) == MEMBERS
+    assert by_size["val"][-1] == pytest.approx(s["val_accuracy"])
+    assert by_size["test"][0] == pytest.approx(members[0].summary["test_accuracy"])  # size 1: member 0
+    assert by_size["val"][0] == pytest.approx(members[0].summary["best_val_accuracy"])
+    overlap = np.array(result["error_overlap"])
+    errors = [round(10_000 * (1 - m.summary["test_accuracy"])) for m in members]
+    assert overlap.diagonal().tolist() == errors and (overlap == overlap.T).all()
+    assert all(overlap[i, j] >= s["test_errors_shared_by_all_members"] for i in range(3) for j in range(3))
+    assert result["committee_test_errors"] == s["test_errors"]
+    labels = load_dataset("mnist", progress=False).test_labels
+    for row in result["gallery"]:
+        assert row["true"] == labels[row["index"]] and len(row["votes"]) == MEMBERS
+
+
+def test_lab_committee_writes_its_figures(tmp_path, monkeypatch):
+    from mnistlab.lab import LabOptions, run_experiment
+    from mnistlab.lab import committee as lab
+
+    real = lab.settings
+    monkeypatch.setattr(lab, "settings", lambda quick: real(quick) | {"model": "mlp", "train_subset": 300})
+    run_experiment("committee", LabOptions(quick=True, out=tmp_path / "lab", threads=1))
+    out = tmp_path / "lab"
+    for name in ("accuracy_by_size.png", "error_overlap.png", "committee_mistakes.png", "report.html"):
+        assert (out / name).stat().st_size > 1000, name
+    results = json.loads((out / "results.json").read_text())
+    assert len(results["accuracy_by_size"]["test"]) == 3 and results["order"] == "member index"
+    assert json.loads((out / "committee" / "summary.json").read_text())["members"] == 3

@@ -109,8 +109,8 @@ def _report(out, run: Run, result: dict, s: dict, options: LabOptions) -> Report
     summary = run.summary
     report.text(
         f"{s['members']} `{s['model']}` members (seeds {options.seed}–{options.seed + s['members'] - 1}), "
-        f"{min(committee_recipe(s['model']).epochs, s['max_epochs'])} epoch(s) on {n:,} images with affine and "
-        f"elastic distortions, combined by the mean of their softmax outputs. Test accuracy: members "
+        f"{run.config.epochs} epoch(s) on {n:,} images, distortions: {run.config.augment.kind}, combined "
+        f"by the {run.config.combine} of their softmax outputs. Test accuracy: members "
         f"{100 * summary['member_test_accuracy']['mean']:.2f} ± {100 * summary['member_test_accuracy']['std']:.2f} %, "
         f"committee {100 * summary['test_accuracy']:.2f} %; {summary['test_errors_shared_by_all_members']} test "
         "images are wrong for every member, and no average of these members can fix those."
@@ -137,8 +137,17 @@ def _overlap_figure(out, result: dict):
     matrix = np.asarray(result["error_overlap"])
     fig, (ax,) = plots.new_figure(size=(5.6, 4.8))
     image = ax.imshow(matrix, cmap="Reds")
+    middle = (matrix.min() + matrix.max()) / 2
     for (i, j), value in np.ndenumerate(matrix):
-        ax.text(j, i, str(value), ha="center", va="center", fontsize=8)
+        ax.text(
+            j,
+            i,
+            str(value),
+            ha="center",
+            va="center",
+            fontsize=8,
+            color="white" if value > middle else "black",
+        )
     ticks = range(len(matrix))
     ax.set(xticks=ticks, yticks=ticks, xlabel="member", ylabel="member", title="Shared test errors")
     fig.colorbar(image, ax=ax)
@@ -153,5 +162,6 @@ def _gallery(out, run: Run, result: dict):
     rows = result["gallery"]
     captions = [f"true {r['true']}\nvotes {''.join(map(str, r['votes']))}" for r in rows]
     picked = images[[r["index"] for r in rows]] if rows else np.zeros((0, 28, 28))
-    fig = plots.image_gallery(picked, captions, f"The committee's test mistakes ({len(rows)} shown)")
+    title = f"The committee's test mistakes ({len(rows)} of {result['committee_test_errors']:,} shown)"
+    fig = plots.image_gallery(picked, captions, title)
     return plots.save_figure(fig, out / "committee_mistakes.png")
