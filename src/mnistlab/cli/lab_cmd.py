@@ -100,7 +100,9 @@ def train_with_extras(
         for logger in loggers:
             logger.close()
         loggers.clear()
-        if report and run.path is not None:
+        if (
+            report and run.path is not None and is_main_process()
+        ):  # a committee's Run has a path on every rank
             from mnistlab.evaluation.report import run_report
 
             typer.echo(f"report: {run_report(run.path)}")
