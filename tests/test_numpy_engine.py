@@ -11,6 +11,7 @@ from __future__ import annotations
 import io
 import json
 import shutil
+import warnings
 
 import numpy as np
 import pytest
@@ -158,7 +159,8 @@ def test_early_stopping_stops_after_patience_and_keeps_the_best_epoch(tmp_path):
 
 def test_divergence_stops_with_a_clear_message_and_no_summary(tmp_path):
     config = small_config(tmp_path / "run", epochs=3, **{"optim.lr": 1e4})
-    with pytest.raises(TrainingDiverged, match="diverged in epoch 1"):
+    with warnings.catch_warnings(), pytest.raises(TrainingDiverged, match="diverged in epoch 1"):
+        warnings.simplefilter("error", RuntimeWarning)  # inf and NaN are expected: no overflow warnings
         mnistlab.train(config)
     assert "TrainingDiverged" in (tmp_path / "run" / "error.txt").read_text()
     assert not (tmp_path / "run" / "summary.json").exists()

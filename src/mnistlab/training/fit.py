@@ -2,7 +2,9 @@
 
 :func:`fit` is what ``mnistlab train`` and :func:`mnistlab.train` call. :func:`_fit` reads as the story:
 build, restore, then for each epoch step + validate + checkpoint, then finish. The run folder's files are
-described in :mod:`mnistlab.runs`; the epoch itself is :class:`~mnistlab.training.trainer.Trainer`'s.
+described in :mod:`mnistlab.runs`; the epoch itself is :class:`~mnistlab.training.trainer.Trainer`'s, or with
+``config.engine == "numpy"`` the NumPy engine's (:class:`~mnistlab.training.numpy_engine.NumpyTrainer`, the
+same interface): the story is the same for both.
 """
 
 from __future__ import annotations

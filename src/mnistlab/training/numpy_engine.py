@@ -148,9 +148,9 @@ class NumpyTrainer:
     model.safetensors holds it: predict, serve, report and export load exactly what was scored.
 
     Not resumable: fit() writes no last.safetensors for these runs and refuses ``--resume``. The recipe trains
-    in about a minute, and a resume that continues the same trajectory would need the SGD velocity, the order
-    generator and the step count in a second checkpoint format (the checkpoint is built on torch's optimiser
-    and scheduler), with its own test, for no run that takes long.
+    in seconds (5.0 s for 8 epochs on one loaded core), and a resume that continues the same trajectory would
+    need the SGD velocity, the order generator and the step count in a second checkpoint format (the
+    checkpoint is built on torch's optimiser and scheduler), with its own test, for no run that takes long.
     """
 
     config: TrainConfig
