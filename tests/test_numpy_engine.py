@@ -169,9 +169,11 @@ def test_divergence_stops_with_a_clear_message_and_no_summary(tmp_path):
 
 def test_dry_run_writes_nothing_and_max_steps_caps_each_epoch(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)  # a default run folder would appear under ./runs
-    dry = mnistlab.train(small_config(None, dry_run=True, dry_run_batches=2, epochs=5))
+    dry = mnistlab.train(small_config(None, dry_run=True, dry_run_batches=2, epochs=5, eval_batch_size=7))
     assert dry.path is None and not (tmp_path / "runs").exists()
     assert [h["steps"] for h in dry.history] == [2] and "test_accuracy" not in dry.summary
+    correct = dry.history[0]["val_accuracy"] * 7
+    assert abs(correct - round(correct)) < 1e-9  # scored on 7 validation images (not 500), as torch does
     capped = mnistlab.train(small_config(tmp_path / "capped", epochs=2, max_steps=3))
     assert [h["steps"] for h in capped.history] == [3, 3]
     # the same steps as the engine's own loop with the same cap
