@@ -275,11 +275,10 @@ def summarise(config: TrainConfig, parameters: int, state: TrainState, environme
 
 def _banner(config: TrainConfig, trainer: AnyTrainer, splits: Splits, folder: Path | None) -> str:
     dist = trainer.dist
-    threads = (
-        f"numpy engine, {blas_environment()['blas_threads']} BLAS threads"
-        if config.engine == "numpy"
-        else f"{torch.get_num_threads()} threads"
-    )
+    if config.engine == "numpy":
+        threads = f"numpy engine, BLAS threads {blas_environment()['blas_threads']}"
+    else:
+        threads = f"{torch.get_num_threads()} threads"
     return (
         f"mnistlab: {config.model.name} ({count_parameters(trainer.model):,} parameters) on "
         f"{config.data.dataset}, {len(splits.train):,} train / {len(splits.val) if splits.val else 0:,} val "
