@@ -192,6 +192,14 @@ def test_threads_limit_numpys_blas_during_the_run_and_are_restored(tmp_path):
         assert set(blas_threads()) == {3}  # restored after the run
 
 
+def test_device_auto_trains_on_the_cpu_even_beside_a_gpu(tmp_path, monkeypatch):
+    """--device auto (every recipe's) picks CUDA when present; the engine runs on the CPU, and says so."""
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)  # as on a GPU machine
+    run = mnistlab.train(small_config(tmp_path / "run", epochs=1))
+    assert run.config.device == "auto" and run.device.type == "cpu"
+    assert run.summary["environment"]["device"] == "cpu"
+
+
 # ---- what the engine refuses -------------------------------------------------------------------------------
 @pytest.mark.parametrize(
     ("args", "needle"),
