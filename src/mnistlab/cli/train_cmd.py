@@ -69,6 +69,8 @@ def _launch_torchrun(nproc: int, ctx: typer.Context, resume: Path | None, flags:
     if nproc < 1:
         raise ConfigError(f"--nproc must be >= 1, got {nproc}")
     config = config_from_flags(flags, resume)  # fail here, once, not in every process
+    if config.engine == "numpy":
+        raise ConfigError(f"--nproc {nproc}: --engine numpy trains in one process")
     global_batch = config.batch_size
     if config.members == 1 and global_batch % nproc:  # a committee's members each train alone
         raise ConfigError(

@@ -109,7 +109,7 @@ def train_committee(
     if config.dry_run:
         raise ConfigError("--dry-run checks one run; leave out --members")
     with torch_threads(config.threads):
-        processes = distributed.setup_members(config.device)
+        processes = distributed.setup_members("cpu" if config.engine == "numpy" else config.device)
         try:
             return _train_committee(config, processes, Path(resume) if resume else None, reporter)
         finally:
@@ -127,6 +127,8 @@ def _train_committee(
     members = [Member(k, member_config(config, k, folder)) for k in range(config.members)]
     mine = [members[k] for k in processes.members(config.members)]
     at_once = config.members_at_once or (len(mine) if processes.device.type == "cuda" else 1)
+    if config.engine != "torch":
+        at_once = 1  # the grouped network is torch's
     _train_members(mine, processes.device, max(1, at_once), reporter)
     processes.barrier()  # every member is complete
     run = None

@@ -2,7 +2,9 @@
 
 :func:`fit` is what ``mnistlab train`` and :func:`mnistlab.train` call. :func:`_fit` reads as the story:
 build, restore, then for each epoch step + validate + checkpoint, then finish. The run folder's files are
-described in :mod:`mnistlab.runs`; the epoch itself is :class:`~mnistlab.training.trainer.Trainer`'s.
+described in :mod:`mnistlab.runs`; the epoch itself is :class:`~mnistlab.training.trainer.Trainer`'s, or with
+``config.engine == "numpy"`` the NumPy engine's (:class:`~mnistlab.training.numpy_engine.NumpyTrainer`, the
+same interface): the story is the same for both.
 """
 
 from __future__ import annotations
@@ -43,10 +45,18 @@ from mnistlab.training.checkpoint import (
 from mnistlab.training.distributed import SingleProcess
 from mnistlab.training.early_stopping import EarlyStopping
 from mnistlab.training.environment import describe_environment
+from mnistlab.training.numpy_engine import (
+    NumpyTrainer,
+    blas_environment,
+    blas_threads,
+    build_numpy_trainer,
+    check_config,
+)
 from mnistlab.training.progress import Reporter
 from mnistlab.training.trainer import Splits, Trainer, build_trainer, prepare_data
 
 EpochCallback = Callable[[dict], None]
+AnyTrainer = Trainer | NumpyTrainer  # the torch Trainer, or the NumPy engine behind the same epoch interface
 
 
 def fit(
@@ -68,16 +78,19 @@ def fit(
 
     Under torchrun (WORLD_SIZE > 1 in the environment) this is one rank of a data-parallel run: see
     :mod:`mnistlab.training.distributed`. Every rank returns the same Run; only rank 0 writes the folder.
+    torch's thread count is set from ``config.threads`` for the run and restored afterwards (and NumPy's
+    BLAS threads, for ``config.engine == "numpy"``, the NumPy engine: it trains on the CPU, in one process).
     ``process``: train alone in this process, on its device, whatever the environment says (a committee's
-    member, trained whole by one torchrun process). torch's thread count is set from ``config.threads`` for
-    the run and restored afterwards. A committee (``config.members`` > 1) is trained by
+    member, trained whole by one torchrun process). A committee (``config.members`` > 1) is trained by
     :func:`mnistlab.training.committee.train_committee`, whose members are runs of this function.
     """
     config = copy.deepcopy(config).validate()  # the run's own copy: the caller may reuse theirs
     if config.members > 1:
         raise ConfigError("fit trains one run; train a committee (members > 1) with mnistlab.train")
-    with torch_threads(config.threads):
-        dist = process or distributed.setup(config.device)
+    if config.engine == "numpy":
+        check_config(config)  # before anything is read or written
+    with torch_threads(config.threads), blas_threads(config):
+        dist = process or distributed.setup("cpu" if config.engine == "numpy" else config.device)
         try:
             with dist.peer_failures():
                 return _fit(config, dist, Path(resume) if resume is not None else None, reporter, callbacks)
@@ -141,6 +154,8 @@ def _resume_changes(config: TrainConfig, resume: Path | None) -> dict:
     """
     if resume is None:
         return {}
+    if config.engine == "numpy":  # why: NumpyTrainer's docstring
+        raise ConfigError(f"{resume}: runs of the numpy engine cannot be resumed; train it again")
     check_resumable(resume)
     stored = read_config(resume)
     changes = resume_changes(stored, config, resume)
@@ -148,10 +163,12 @@ def _resume_changes(config: TrainConfig, resume: Path | None) -> dict:
     return changes
 
 
-def _build(config: TrainConfig, dist: SingleProcess) -> tuple[Splits, Trainer]:
+def _build(config: TrainConfig, dist: SingleProcess) -> tuple[Splits, AnyTrainer]:
     """Data on the device, then the model and everything that trains it."""
-    torch.manual_seed(config.seed)  # model initialisation and dropout (the same init on every rank)
     progress = not config.quiet and dist.is_main
+    if config.engine == "numpy":  # the lecture's MLP by hand, behind the same epoch interface
+        return build_numpy_trainer(config, dist, progress)
+    torch.manual_seed(config.seed)  # model initialisation and dropout (the same init on every rank)
     splits = dist.main_first(lambda: prepare_data(config, dist.device, progress=progress))
     model = model_from_config(config.model).to(dist.device)
     if config.channels_last:
@@ -173,7 +190,7 @@ def _open_folder(config: TrainConfig, resume: Path | None) -> Path | None:
     return folder
 
 
-def _restore(trainer: Trainer, resume: Path | None, changes: dict) -> TrainState:
+def _restore(trainer: AnyTrainer, resume: Path | None, changes: dict) -> TrainState:
     """Early stopping and the history; on resume, everything else too, from the checkpoint."""
     c = trainer.config
     mode = "min" if c.monitor == "val_loss" else "max"
@@ -201,24 +218,28 @@ def _check_finite(record: dict, config: TrainConfig, folder: Path | None) -> Non
     raise error
 
 
-def _checkpoint(trainer: Trainer, state: TrainState, folder: Path | None) -> None:
+def _checkpoint(trainer: AnyTrainer, state: TrainState, folder: Path | None) -> None:
     """last.safetensors first, then the metrics line: a crash between them loses nothing on resume."""
     if trainer.config.dry_run:
         return
-    # a collective: every rank takes part; each rank's own streams (dropout, distortions) come to rank 0
-    rng_states = trainer.dist.gather_rng_states(trainer.generator_states())
+    if not isinstance(trainer, NumpyTrainer):  # a numpy-engine run is not resumable: no checkpoint
+        # a collective: every rank takes part; each rank's own streams (dropout, distortions) come to rank 0
+        rng_states = trainer.dist.gather_rng_states(trainer.generator_states())
+        if folder is not None:
+            save_checkpoint(folder, trainer, state, rng_states)
     if folder is not None:
-        save_checkpoint(folder, trainer, state, rng_states)
         append_metrics(folder, state.history[-1])
 
 
 def _finish(
-    trainer: Trainer, splits: Splits, state: TrainState, folder: Path | None, reporter: Reporter
+    trainer: AnyTrainer, splits: Splits, state: TrainState, folder: Path | None, reporter: Reporter
 ) -> Run:
     """Best weights back, the test set scored once, then model file and summary (which marks the run done)."""
     config, model, dist = trainer.config, trainer.model, trainer.dist
     state.stopper.restore_best(model)
     environment = describe_environment(dist.device) | {"world_size": dist.world_size}
+    if config.engine == "numpy":
+        environment |= blas_environment()
     summary = summarise(config, count_parameters(model), state, environment)
     if not config.dry_run:
         test = splits.score_test(model, config.eval_batch_size, config.amp, dist)
@@ -242,6 +263,7 @@ def summarise(config: TrainConfig, parameters: int, state: TrainState, environme
     best = history[best_epoch - 1] if history else {}
     return {
         "model": config.model.name,
+        "engine": config.engine,
         "dataset": config.data.dataset,
         "seed": config.seed,
         "parameters": parameters,
@@ -256,12 +278,16 @@ def summarise(config: TrainConfig, parameters: int, state: TrainState, environme
     }
 
 
-def _banner(config: TrainConfig, trainer: Trainer, splits: Splits, folder: Path | None) -> str:
+def _banner(config: TrainConfig, trainer: AnyTrainer, splits: Splits, folder: Path | None) -> str:
     dist = trainer.dist
+    if config.engine == "numpy":
+        threads = f"numpy engine, BLAS threads {blas_environment()['blas_threads']}"
+    else:
+        threads = f"{torch.get_num_threads()} threads"
     return (
         f"mnistlab: {config.model.name} ({count_parameters(trainer.model):,} parameters) on "
         f"{config.data.dataset}, {len(splits.train):,} train / {len(splits.val) if splits.val else 0:,} val "
-        f"images, device {dist.device}, {torch.get_num_threads()} threads"
+        f"images, device {dist.device}, {threads}"
         + (f" x {dist.world_size} processes ({dist.backend})" if dist.enabled else "")
         + (f", run folder {folder}" if folder else " (dry run: nothing is written)")
     )
