@@ -334,3 +334,14 @@ def test_split_seed_fixes_the_validation_split_across_run_seeds(tiny_config):
     tiny_config.data.split_seed = None  # the run's seed, as before
     third = prepare_data(tiny_config, torch.device("cpu"), progress=False)
     assert not torch.equal(first.val.images, third.val.images)
+
+
+def test_the_numpy_engine_refuses_distortions():
+    """It has no distortion step: --augment must fail loudly, not be ignored."""
+    from mnistlab.recipes import recipe
+    from mnistlab.training.numpy_engine import check_config
+
+    config = recipe("mlp", engine="numpy")
+    config.augment.kind = "elastic"
+    with pytest.raises(ConfigError, match="--augment elastic"):
+        check_config(config)
