@@ -24,6 +24,7 @@ def train(
     config: TrainConfig | None = None,
     *,
     resume: str | Path | None = None,
+    overwrite: bool = False,
     reporter: Reporter | None = None,
     callbacks: Sequence[EpochCallback] = (),
 ) -> Run:
@@ -31,11 +32,12 @@ def train(
 
     On resume ``config`` defaults to the run's own. A config given with ``resume`` must match the run's,
     except for the fields that may change on resume (e.g. more epochs); any other difference is a
-    ConfigError naming the fields, never silently ignored.
+    ConfigError naming the fields, never silently ignored. ``overwrite``: replace the earlier run in
+    ``config.out`` (by default a non-empty folder is refused).
     """
     if config is None:
         config = read_config(resume) if resume is not None else recipe()
-    return fit(config, resume=resume, reporter=reporter, callbacks=callbacks)
+    return fit(config, resume=resume, overwrite=overwrite, reporter=reporter, callbacks=callbacks)
 
 
 __all__ = ["Run", "TrainConfig", "load_run", "recipe", "train"]
