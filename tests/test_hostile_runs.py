@@ -192,3 +192,23 @@ def test_a_huge_width_fails_fast_in_little_memory(corpus, width, words):
     assert result["error"] is not None and re.search(words, result["error"])
     assert result["seconds"] < 1.0, result
     assert result["extra_mb"] < 200, result
+
+
+@pytest.mark.parametrize(
+    ("text", "words"),
+    [
+        (b'{"model": {"width": "wide"}}', "model.width must be a finite number, got 'wide'"),
+        (b'{"model": {"name": "mlp", "hidden": [1e9]}}', "model.hidden must be a list of integers"),
+        (b"\xff\xfe{}", "not a readable mnistlab config"),
+        (b"[1, 2]", "expected an object, got list"),
+    ],
+)
+def test_a_hostile_config_json_is_one_line_on_resume(tmp_path, capsys, text, words):
+    folder = tmp_path / "run"
+    folder.mkdir()
+    (folder / "config.json").write_bytes(text)
+    code, _, err = run_cli(["train", "--resume", str(folder)], capsys)
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert code == 1 and len(lines) == 1, err
+    assert lines[0].startswith(f"mnistlab: error: {folder / 'config.json'}: ") and re.search(words, lines[0])
+    assert sorted(p.name for p in folder.iterdir()) == ["config.json"]  # nothing written, no error.txt
