@@ -151,3 +151,20 @@ def test_a_folder_that_cannot_be_made_is_a_write_error(tmp_path):
     (tmp_path / "file").write_text("")
     with pytest.raises(WriteError, match=rf"{tmp_path / 'file' / 'sub'}: cannot write: "):
         make_dirs(tmp_path / "file" / "sub")
+
+
+def test_only_the_disks_refusals_become_write_errors_inside_an_atomic_block(tmp_path):
+    """A block may read as it writes (a download): its network or read errors keep their own type."""
+    import errno
+    import urllib.error
+
+    from mnistlab.errors import WriteError
+
+    with pytest.raises(urllib.error.URLError), atomic_path(tmp_path / "a.gz"):
+        raise urllib.error.URLError("Name or service not known")  # an OSError, but no disk's
+    with (
+        pytest.raises(WriteError, match=r"a.gz: cannot write: No space left on device"),
+        atomic_path(tmp_path / "a.gz"),
+    ):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+    assert list(tmp_path.iterdir()) == []

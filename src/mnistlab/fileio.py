@@ -14,6 +14,7 @@ This module imports nothing from mnistlab beyond the errors, and torch only when
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import re
@@ -31,6 +32,10 @@ if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
 _CREATE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
+# The errors of a write that the disk refused: full, quota, file size limit, read-only, I/O error.
+DISK_ERRNOS = frozenset(
+    getattr(errno, name) for name in ("ENOSPC", "EDQUOT", "EFBIG", "EROFS", "EIO") if hasattr(errno, name)
+)
 _TEMP_NAME = re.compile(r"\..+\.[0-9a-f]{8}\.tmp")  # what _create_temp makes: .<name>.<8 hex>.tmp
 
 
@@ -48,8 +53,9 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
         tmp = _create_temp(path)
     mode = stat.S_IMODE(tmp.stat().st_mode)  # 0o666 with the umask applied by the kernel
     try:
-        with write_errors(path):
+        with write_errors(path, only=DISK_ERRNOS):  # the block may also read (a download): not our errors
             yield tmp
+        with write_errors(path):
             if stat.S_IMODE(tmp.stat().st_mode) != mode:
                 os.chmod(tmp, mode)
             _fsync(tmp)  # a full disk may only say so here, when the data reaches it
@@ -63,12 +69,15 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
 
 
 @contextlib.contextmanager
-def write_errors(path: str | Path) -> Iterator[None]:
+def write_errors(path: str | Path, only: frozenset[int] | None = None) -> Iterator[None]:
     """Turn an OSError raised inside the block (disk full, file too large, read-only, no permission) into a
-    one-line WriteError naming ``path``; the original stays chained for ``--debug``."""
+    one-line WriteError naming ``path``; the original stays chained for ``--debug``. ``only``: just these
+    errnos (a block that also reads, e.g. from the network, keeps its other errors)."""
     try:
         yield
     except OSError as exc:
+        if only is not None and exc.errno not in only:
+            raise
         raise WriteError(f"{path}: cannot write: {exc.strerror or exc}") from exc
 
 
