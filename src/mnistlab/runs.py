@@ -23,6 +23,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import json
+import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -158,8 +159,7 @@ def recording_errors(folder: Path, write_hint: str = "") -> Iterator[Path]:
 
 
 def _empty(folder: Path) -> None:
-    import shutil
-
+    """Remove everything but the lock (``--overwrite``, once the folder is held)."""
     for entry in _contents(folder):
         if entry.is_dir() and not entry.is_symlink():
             shutil.rmtree(entry)

@@ -107,11 +107,10 @@ def _fit(
 ) -> Run:
     """The story: build, restore, then for each epoch step + validate + checkpoint, then finish."""
     reporter = _reporter(config, dist, reporter)
-    resume = place.resume
     changes = _resume_changes(config, place, dist)
     splits, trainer = _build(config, dist)
     folder = dist.on_main(lambda: _open_folder(config, place))  # None: a dry run, or not rank 0
-    state = _restore(trainer, resume, changes)
+    state = _restore(trainer, place.resume, changes)
     reporter.line(_banner(config, trainer, splits, folder))
     for epoch in state.epochs_left(trainer.last_epoch):
         record = trainer.epoch(epoch, reporter).record
