@@ -60,11 +60,15 @@ def with_config_options(cls: type = TrainConfig) -> Callable[[Callable[..., Any]
 
 
 def config_from_flags(flags: ConfigFlags, resume: Path | None = None) -> TrainConfig:
-    """The config to train: the model's recipe (or, on resume, the run's own config) with the flags applied."""
-    from mnistlab.recipes import DEFAULT_MODEL, recipe
+    """The config to train: the recipe of the model on the engine (or, on resume, the run's own config) with
+    the flags applied. ``--engine numpy`` alone is the NumPy engine's own mlp recipe."""
+    from mnistlab.recipes import recipe
     from mnistlab.runs import read_config
 
-    base = read_config(resume) if resume is not None else recipe(flags.get("model.name", DEFAULT_MODEL))
+    if resume is not None:
+        base = read_config(resume)
+    else:
+        base = recipe(flags.get("model.name"), flags.get("engine", "torch"))
     return with_values(base, flags).validate()
 
 
