@@ -31,9 +31,12 @@ NormStats = Literal["global", "per-pixel"]
 OptimizerName = Literal["sgd", "adam", "adamw"]
 ScheduleName = Literal["constant", "step", "cosine", "onecycle"]
 Monitor = Literal["val_loss", "val_accuracy"]
+AugmentKind = Literal["none", "affine", "elastic", "both"]
+CombineRule = Literal["mean", "vote"]
 Engine = Literal["torch", "numpy"]
 MAX_WIDTH = 100.0  # model.width: the cnn at 100x has 6,400-channel convolutions
 MAX_LAYERS, MAX_UNITS = 100, 10**7  # model.hidden: layers, units per layer
+MAX_MEMBERS = 1000  # members: a committee's runs (Ciresan et al. used 35)
 
 
 def opt(
@@ -87,6 +90,11 @@ class DataConfig:
     train_subset: int | None = opt(
         None, "Train on only the first N images of the shuffled training split, images; unset = all."
     )
+    # Committee members share one split (so the committee has one validation set, and the members the same
+    # preprocessing statistics) while differing in initialisation, data order and distortions.
+    split_seed: int | None = opt(
+        None, "Seed of the train/validation split; unset = --seed. A committee's members share one."
+    )
 
 
 @dataclass
@@ -126,10 +134,46 @@ class OptimConfig:
 
 
 @dataclass
+class AugmentConfig:
+    """Random distortions of the training images (mnistlab.data.augment); never of validation or test.
+
+    Each magnitude is the half-width of a uniform draw, per image: e.g. ``rotate=10`` draws an angle in
+    [-10, 10] degrees. Only the magnitudes of the chosen ``kind`` are used.
+    """
+
+    kind: AugmentKind = opt(
+        "none",
+        "Distort every training batch on the device: affine, elastic (Simard 2003), or both in one sampling "
+        "grid; validation and test images never.",
+        flag="augment",
+    )
+    rotate: float = opt(10.0, "Distortions: largest rotation, degrees (uniform in +-rotate per image).")
+    scale: float = opt(0.1, "Distortions: largest zoom change, fraction (0.1: zoom in [0.9, 1.1]).")
+    shear: float = opt(10.0, "Distortions: largest horizontal shear (x += tan(angle) * y), degrees.")
+    translate: float = opt(2.0, "Distortions: largest shift per axis, pixels.")
+    elastic_alpha: float = opt(
+        34.0, "Distortions: scale alpha of the smoothed elastic displacement field, pixels."
+    )
+    elastic_sigma: float = opt(6.0, "Distortions: std sigma of the Gaussian smoothing the field, pixels.")
+
+    def problems(self) -> list[tuple[bool, str]]:
+        """The magnitudes' ranges (the kind's choices are checked with every other Literal field)."""
+        return [
+            (0 <= self.rotate <= 180, f"rotate must be in [0, 180] degrees, got {self.rotate}"),
+            (0 <= self.scale < 1, f"scale must be in [0, 1), got {self.scale}"),
+            (0 <= self.shear < 90, f"shear must be in [0, 90) degrees, got {self.shear}"),
+            (0 <= self.translate <= 28, f"translate must be in [0, 28] pixels, got {self.translate}"),
+            (self.elastic_alpha >= 0, f"elastic alpha must be >= 0 pixels, got {self.elastic_alpha}"),
+            (self.elastic_sigma > 0, f"elastic sigma must be > 0 pixels, got {self.elastic_sigma}"),
+        ]
+
+
+@dataclass
 class TrainConfig:
     model: ModelConfig = section(ModelConfig, "Model")
     data: DataConfig = section(DataConfig, "Data: dataset, validation split, preprocessing")
     optim: OptimConfig = section(OptimConfig, "Optimiser and learning-rate schedule")
+    augment: AugmentConfig = section(AugmentConfig, "Distortions of the training images")
     epochs: int = opt(2, "Maximum passes over the training split, epochs.", resume_safe=True)
     batch_size: int = opt(128, "Images per optimiser step (global: shared out among processes).")
     eval_batch_size: int = opt(
@@ -146,7 +190,11 @@ class TrainConfig:
     min_delta: float = opt(
         0.0, "Smallest --monitor change that counts as an improvement (accuracy: fraction; loss: nats)."
     )
-    seed: int = opt(0, "Random seed: validation split, initial weights, dropout and data order.")
+    seed: int = opt(
+        0,
+        "Random seed: initial weights, dropout, data order, distortions, and the validation split (unless "
+        "--split-seed).",
+    )
     device: str = opt("auto", "auto (CUDA when present), cpu, cuda or cuda:N.", resume_safe=True)
     # The numpy engine is mnistlab.scratch, the lecture's MLP by hand (training/numpy_engine.py); its run
     # folder is a normal one (the weights in the torch mlp's format), so everything that reads runs works.
@@ -180,6 +228,22 @@ class TrainConfig:
     quiet: bool = opt(False, "Print only errors.", short="-q", resume_safe=True)
     progress: bool = opt(
         True, "Progress bar inside each epoch (on a terminal, when not quiet).", resume_safe=True
+    )
+    # A committee (mnistlab.training.committee): ``members`` complete runs in RUN/members/K, seeds seed + K,
+    # one shared validation split, combined into one model.
+    members: int = opt(
+        1,
+        "Committee: train this many members (seeds seed..seed+N-1, one shared validation split), each a "
+        "run in RUN/members/K, and combine them; 1 = one ordinary run.",
+    )
+    combine: CombineRule = opt(
+        "mean", "Committee: mean of the members' softmax outputs, or a majority vote (ties: the mean)."
+    )
+    members_at_once: int | None = opt(
+        None,
+        "Committee: members trained together as one grouped network (a GPU's launches shared); unset = "
+        "all of a process's members on CUDA, one at a time on the CPU.",
+        resume_safe=True,
     )
 
     # ---- validation --------------------------------------------------------------------------------
@@ -225,6 +289,9 @@ class TrainConfig:
                 f"hidden must be 1 to {MAX_LAYERS} layers of 1 to {MAX_UNITS:,} units, got {m.hidden}",
             ),
             (self.patience is None or d.val_size > 0, "early stopping needs a validation split"),
+            (1 <= self.members <= MAX_MEMBERS, f"members must be in [1, {MAX_MEMBERS}], got {self.members}"),
+            (self.members_at_once is None or self.members_at_once >= 1, "members at once must be >= 1"),
+            *self.augment.problems(),
         ]
 
     # ---- serialisation -----------------------------------------------------------------------------

@@ -25,17 +25,17 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 import torch
+from torch import nn
 
 from mnistlab.config import TrainConfig
 from mnistlab.data import Preprocessor
 from mnistlab.data.registry import get_dataset_spec
 from mnistlab.errors import MnistlabError, RunError
-from mnistlab.models import model_from_config
 
 WEIGHT_DTYPES = "float32"  # what mnistlab writes, for the messages
 METRIC_KEYS = ("train_loss", "train_accuracy", "val_loss", "val_accuracy", "lr", "seconds")
@@ -54,10 +54,16 @@ def config_from_metadata(path: Path, metadata: Mapping[str, str]) -> TrainConfig
         raise RunError(f"{path}: bad config in its metadata: {exc}") from None
 
 
-def check_weights(path: Path, config: TrainConfig, weights: Mapping[str, torch.Tensor]) -> None:
-    """The file's weights must be exactly the state dict of the model ``config`` describes."""
+def check_weights(
+    path: Path,
+    config: TrainConfig,
+    weights: Mapping[str, torch.Tensor],
+    build: Callable[[TrainConfig], nn.Module],
+) -> None:
+    """The file's weights must be exactly the state dict of the model ``build(config)`` makes (a run's model,
+    or a committee of them: :func:`mnistlab.runs.model_for`)."""
     described = f"{config.model.name} {_model_knobs(config)}"
-    check_state(path, expected_state(path, config), weights, described)
+    check_state(path, expected_state(path, config, build), weights, described)
 
 
 def check_state(
@@ -87,11 +93,13 @@ def check_state(
             )
 
 
-def expected_state(path: Path, config: TrainConfig) -> dict[str, torch.Tensor]:
-    """The state dict of the model ``config`` describes, as meta tensors: shapes and dtypes, no memory."""
+def expected_state(
+    path: Path, config: TrainConfig, build: Callable[[TrainConfig], nn.Module]
+) -> dict[str, torch.Tensor]:
+    """The state dict of the model ``build(config)`` makes, as meta tensors: shapes and dtypes, no memory."""
     try:
         with torch.device("meta"):
-            return dict(model_from_config(config.model).state_dict())
+            return dict(build(config).state_dict())
     except (MnistlabError, RuntimeError, ValueError, OverflowError) as exc:
         raise RunError(f"{path}: its config describes a model that cannot be built: {exc}") from None
 
@@ -165,7 +173,8 @@ def _names(names: list[str]) -> str:
 
 def _model_knobs(config: TrainConfig) -> str:
     m = config.model
-    return f"width {m.width:g}" + (f", hidden {list(m.hidden)}" if m.hidden else "")
+    members = f", {config.members} members" if config.members > 1 else ""
+    return f"width {m.width:g}" + (f", hidden {list(m.hidden)}" if m.hidden else "") + members
 
 
 def _first_nonfinite(value: torch.Tensor) -> str:

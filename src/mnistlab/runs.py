@@ -10,6 +10,15 @@ A run folder (written by :func:`mnistlab.training.fit.fit`)::
     error.txt          only when the run failed (diverged, disk full, ...); the folder then has no summary.json
     .lock              while a process trains in it (:func:`hold_run_folder`); a second one fails at once
 
+A committee's folder (written by :func:`mnistlab.training.committee.train_committee`)::
+
+    config.json        the committee's TrainConfig (members = N, combine, the members' recipe)
+    members/K/         member K = 0..N-1: a complete run folder as above (seed + K, the shared split_seed)
+    model.safetensors  every member's weights (model.members.K.*), the shared preprocessing and the config
+    summary.json       written last: each member's and the committee's accuracies, the rule, shared errors
+
+Its model file loads as a :class:`~mnistlab.models.Committee`, so a committee is a Run like any other.
+
 Reading a run needs no training code: serving, export and reports stand on this module, not on
 :mod:`mnistlab.training`. Nothing is ever unpickled, and every file is checked as untrusted input
 (:mod:`mnistlab.runcheck`): a damaged or hostile folder gives a one-line RunError naming the file.
@@ -50,8 +59,8 @@ from mnistlab.fileio import (
     split_prefix,
     with_prefix,
 )
-from mnistlab.inference import evaluate, predict_logits, resolve_device
-from mnistlab.models import model_from_config
+from mnistlab.inference import evaluate, member_log_probs, predict_logits, resolve_device
+from mnistlab.models import Committee, model_from_config
 from mnistlab.runcheck import check_record, check_weights, config_from_metadata, preprocessor_from
 
 CONFIG_FILE = "config.json"
@@ -61,6 +70,7 @@ MODEL_FILE = "model.safetensors"
 SUMMARY_FILE = "summary.json"
 ERROR_FILE = "error.txt"
 LOCK_FILE = ".lock"
+MEMBERS_DIR = "members"  # a committee's member runs: members/0, members/1, ...
 MODEL_FORMAT = "mnistlab.model/1"
 
 
@@ -103,7 +113,7 @@ def _check_reusable(path: Path, overwrite: bool) -> None:
     """An existing ``--out`` may be used when empty, or replaced with ``overwrite`` when it holds a run."""
     if not path.is_dir():
         raise ConfigError(f"{path}: exists and is not a folder; choose another --out")
-    if not _contents(path):
+    if not run_files(path):
         return
     if not overwrite:
         raise ConfigError(
@@ -115,7 +125,7 @@ def _check_reusable(path: Path, overwrite: bool) -> None:
     read_config(path)  # a RunError unless its config.json is an mnistlab run's
 
 
-def _contents(folder: Path) -> list[Path]:
+def run_files(folder: Path) -> list[Path]:
     """What is in ``folder`` apart from a lock file and the temporary files of interrupted writes."""
     return [p for p in folder.iterdir() if p.name != LOCK_FILE and not is_temp_file(p.name)]
 
@@ -160,7 +170,7 @@ def recording_errors(folder: Path, write_hint: str = "") -> Iterator[Path]:
 
 def _empty(folder: Path) -> None:
     """Remove everything but the lock (``--overwrite``, once the folder is held)."""
-    for entry in _contents(folder):
+    for entry in run_files(folder):
         if entry.is_dir() and not entry.is_symlink():
             shutil.rmtree(entry)
         else:
@@ -277,11 +287,18 @@ def read_model_file(path: Path, device: torch.device) -> tuple[TrainConfig, nn.M
     tensors, meta = load_tensors(path)  # the file's own bytes: bounded by its size
     config = config_from_metadata(path, meta)
     weights = split_prefix(tensors, "model.")
-    check_weights(path, config, weights)  # names, shapes, dtypes, against the config's model on "meta"
+    check_weights(path, config, weights, model_for)  # names, shapes, dtypes, against its model on "meta"
     pre = preprocessor_from(path, config, meta, split_prefix(tensors, "preprocess."))
-    model = model_from_config(config.model)  # now known to be the size of the file's tensors
+    model = model_for(config)  # now known to be the size of the file's tensors
     model.load_state_dict(weights)
     return config, model.to(device).eval(), pre
+
+
+def model_for(config: TrainConfig) -> nn.Module:
+    """A fresh model of a run's config: the registry's model, or a committee of ``config.members`` of them."""
+    if config.members > 1:
+        return Committee([model_from_config(config.model) for _ in range(config.members)], config.combine)
+    return model_from_config(config.model)
 
 
 # ---- a finished run ----------------------------------------------------------------------------------------
@@ -315,6 +332,18 @@ class Run:
         """Class probabilities (N, 10), softmax of the logits; ``.argmax(1)`` gives the labels."""
         return torch.softmax(self.predict_logits(images, batch_size), dim=1)
 
+    def predict_with_members(
+        self, images: torch.Tensor | np.ndarray, batch_size: int = 2000
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """(probabilities (N, 10), each member's probabilities (M, N, 10) or None when not a committee), from
+        one forward pass of every member."""
+        if not isinstance(self.model, Committee):
+            return self.predict(images, batch_size), None
+        x = torch.as_tensor(images)
+        x = x.unsqueeze(0) if x.ndim == 2 else x
+        members = member_log_probs(self.model, self.preprocessor(x.to(self.device)), batch_size)
+        return torch.softmax(self.model.combine(members), dim=1).cpu(), members.exp().cpu()
+
     def evaluate(self, split: str = "test", data_dir: str | Path | None = None) -> dict:
         """Loss, accuracy, confusion matrix and per-class scores on the dataset's test split."""
         if split != "test":
@@ -342,7 +371,7 @@ def load_run(path: str | Path, device: str = "cpu") -> Run:
     if not path.exists():
         raise RunError(f"{path}: run folder does not exist")
     if path.is_dir() and not (path / SUMMARY_FILE).is_file():
-        resumable = (path / CHECKPOINT_FILE).exists()
+        resumable = (path / CHECKPOINT_FILE).exists() or (path / MEMBERS_DIR).is_dir()
         hint = "; it may still be running, or resume it with --resume" if resumable else ""
         raise RunError(f"{path}: incomplete run (no {SUMMARY_FILE}){hint}")
     dev = resolve_device(device)

@@ -49,6 +49,14 @@ def predict_digits(run: Run, digits: np.ndarray) -> np.ndarray:
         return run.predict(torch.from_numpy(np.ascontiguousarray(digits))).double().numpy()
 
 
+def predict_digits_with_members(run: Run, digits: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+    """:func:`predict_digits`, and for a committee each member's probabilities float64 (M, N, 10) (None
+    otherwise), from one forward pass of every member."""
+    with torch.inference_mode():
+        probs, members = run.predict_with_members(torch.from_numpy(np.ascontiguousarray(digits)))
+    return probs.double().numpy(), None if members is None else members.double().numpy()
+
+
 def predict_files(run: Run, paths: list[str | Path], raw: bool = False) -> list[FilePrediction]:
     """One FilePrediction per path, in order; a bad file gets its error and never stops the others."""
     results = [FilePrediction(source=str(p)) for p in paths]

@@ -64,6 +64,22 @@ def report_command(
     typer.echo(f"report: {path}")
 
 
+def _check_extras(
+    config: TrainConfig, resume: bool, overwrite: bool, seeds: int, report: bool, tensorboard: bool
+) -> None:
+    """The combinations of train's extras that cannot work, as one-line ConfigErrors before anything runs."""
+    if config.dry_run and (seeds != 1 or report):
+        raise ConfigError("--dry-run writes nothing, so it cannot be combined with --seeds or --report")
+    if resume and seeds != 1:
+        raise ConfigError("--resume continues one run; it cannot be combined with --seeds")
+    if overwrite and seeds != 1:
+        raise ConfigError("--overwrite replaces one run; it cannot be combined with --seeds")
+    if config.members > 1 and (seeds != 1 or tensorboard):
+        raise ConfigError(
+            "--members trains one committee: it cannot be combined with --seeds or --tensorboard"
+        )
+
+
 def train_with_extras(
     config: TrainConfig,
     *,
@@ -82,12 +98,7 @@ def train_with_extras(
 
     if tensorboard:
         check_tensorboard()  # fail before training, not after
-    if config.dry_run and (seeds != 1 or report):
-        raise ConfigError("--dry-run writes nothing, so it cannot be combined with --seeds or --report")
-    if resume is not None and seeds != 1:
-        raise ConfigError("--resume continues one run; it cannot be combined with --seeds")
-    if overwrite and seeds != 1:
-        raise ConfigError("--overwrite replaces one run; it cannot be combined with --seeds")
+    _check_extras(config, resume is not None, overwrite, seeds, report, tensorboard)
     loggers: list = []
 
     def callbacks_for(run_dir: Path) -> list:
@@ -100,7 +111,9 @@ def train_with_extras(
         for logger in loggers:
             logger.close()
         loggers.clear()
-        if report and run.path is not None:
+        if (
+            report and run.path is not None and is_main_process()
+        ):  # a committee's Run has a path on every rank
             from mnistlab.evaluation.report import run_report
 
             typer.echo(f"report: {run_report(run.path)}")

@@ -47,12 +47,18 @@ def train_command(
     nproc: Annotated[
         int | None,
         typer.Option(
-            help="Data-parallel: launch this many processes on this machine with torchrun "
-            "(one per GPU, or CPU processes); --batch-size stays the global batch."
+            help="Launch this many processes on this machine with torchrun (one per GPU, or CPU "
+            "processes). One run: data-parallel, --batch-size stays the global batch. A committee "
+            "(--members N): member K trains whole on process K % nproc, no gradients exchanged."
         ),
     ] = None,
 ) -> None:
-    """Train a model (default: the fast CNN on MNIST), then score the test set once."""
+    """Train a model (default: the fast CNN on MNIST), then score the test set once.
+
+    --members N trains a committee: N runs in RUN/members/K (seeds seed..seed+N-1, one validation split),
+    combined by the mean of their softmax outputs. Alone, --members N uses the committee recipe (the best
+    member recipe, with distortions); with --model X, X's long-budget recipe.
+    """
     if nproc is not None:
         _launch_torchrun(nproc, ctx, resume, config_flags)
         return
@@ -75,7 +81,7 @@ def _launch_torchrun(nproc: int, ctx: typer.Context, resume: Path | None, flags:
     if config.engine == "numpy":
         raise ConfigError(f"--nproc {nproc}: --engine numpy trains in one process")
     global_batch = config.batch_size
-    if global_batch % nproc:
+    if config.members == 1 and global_batch % nproc:  # a committee's members each train alone
         raise ConfigError(
             f"--batch-size {global_batch} is the global batch and must divide by --nproc {nproc}"
         )

@@ -184,9 +184,10 @@ def run_report(
     report.text(
         f"Test accuracy {100 * accuracy:.2f} % on {len(labels):,} images "
         f"({int((predicted != labels).sum()):,} mistakes), macro F1 {result['macro_f1']:.4f}. "
-        f"Model `{run.config.model.name}`, {s.get('epochs_run', '?')} epochs, best epoch by validation "
-        f"{s.get('best_epoch', '?')}. The test set was not used to choose anything."
+        f"{_describe_model(run.config.model.name, s)} The test set was not used to choose anything."
     )
+    if s.get("kind") == "committee":
+        _committee_section(report, s)
     _per_class_section(report, result["per_class"])
     write_csv(out_dir / "per_class.csv", result["per_class"])
     write_json(
@@ -232,6 +233,46 @@ def _galleries(
             for i in idx
         ]
     return rows
+
+
+def _describe_model(name: str, s: dict) -> str:
+    if s.get("kind") == "committee":
+        return (
+            f"A committee of {s['members']} `{name}` members ({s['combine']} of their softmax outputs; "
+            "each member's epoch chosen on validation)."
+        )
+    return f"Model `{name}`, {s.get('epochs_run', '?')} epochs, best epoch by validation {s.get('best_epoch', '?')}."
+
+
+def _committee_section(report: Report, s: dict) -> None:
+    """Each member beside the committee: validation and test accuracy, and the errors they share."""
+    report.heading("The committee and its members")
+    rows = [
+        [
+            f"member {m['member']} (seed {m['seed']})",
+            _percent(m["val_accuracy"]),
+            _percent(m["test_accuracy"]),
+        ]
+        for m in s["member_runs"]
+    ]
+    mv, mt = s.get("member_val_accuracy"), s["member_test_accuracy"]
+    rows.append(["members: mean ± std", _mean_std(mv), _mean_std(mt)])
+    rows.append(
+        [f"committee ({s['combine']})", _percent(s.get("val_accuracy")), _percent(s["test_accuracy"])]
+    )
+    report.table(["", "validation accuracy", "test accuracy"], rows)
+    report.text(
+        f"Test errors: the committee makes {s['test_errors']}; {s['test_errors_shared_by_all_members']} "
+        f"images are wrong for every member, {s['test_errors_of_any_member']} for at least one."
+    )
+
+
+def _percent(value: float | None) -> str:
+    return "" if value is None else f"{100 * value:.2f} %"
+
+
+def _mean_std(agg: dict | None) -> str:
+    return "" if agg is None else f"{100 * agg['mean']:.2f} ± {100 * agg['std']:.2f} %"
 
 
 def _per_class_section(report: Report, per_class: list[dict]) -> None:

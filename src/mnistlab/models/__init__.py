@@ -4,6 +4,8 @@ Models import nothing from training. Look them up by name with :func:`build_mode
 """
 
 from mnistlab.models.cnn import FastCNN, PytorchExampleNet
+from mnistlab.models.committee import Committee
+from mnistlab.models.deep import DeepCNN
 from mnistlab.models.lenet import LeNet5
 from mnistlab.models.mlp import MLP
 from mnistlab.models.registry import (
@@ -16,6 +18,8 @@ from mnistlab.models.registry import (
 
 __all__ = [
     "MLP",
+    "Committee",
+    "DeepCNN",
     "FastCNN",
     "LeNet5",
     "PytorchExampleNet",

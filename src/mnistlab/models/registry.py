@@ -15,6 +15,7 @@ from torch import nn
 
 from mnistlab.errors import ConfigError
 from mnistlab.models.cnn import FastCNN, PytorchExampleNet
+from mnistlab.models.deep import DeepCNN
 from mnistlab.models.lenet import LeNet5
 from mnistlab.models.mlp import MLP
 
@@ -45,6 +46,10 @@ def _cnn(hidden: Sequence[int] | None, dropout: float | None, width: float) -> n
     return FastCNN(channels=_scale((16, 32, 64), width), dropout=dropout or 0.0)
 
 
+def _deep_cnn(hidden: Sequence[int] | None, dropout: float | None, width: float) -> nn.Module:
+    return DeepCNN(channels=_scale((16, 32, 64), width), dropout=dropout or 0.0)
+
+
 def _pytorch_example(hidden: Sequence[int] | None, dropout: float | None, width: float) -> nn.Module:
     return PytorchExampleNet()
 
@@ -55,6 +60,7 @@ MODELS: MappingProxyType[str, Factory] = MappingProxyType(
         "lenet5": _lenet5,
         "lenet-wide": _lenet_wide,
         "cnn": _cnn,
+        "deep-cnn": _deep_cnn,
         "pytorch-example": _pytorch_example,
     }
 )

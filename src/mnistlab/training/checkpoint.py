@@ -1,8 +1,9 @@
 """The resume checkpoint, ``last.safetensors``: what it holds, saving and restoring it, and what a resume may change.
 
 It holds, as tensors: the model (``model.*``), the optimiser's buffers (``optim.*``), the best weights so far
-(``best.*``), the named generators (``rng.order``, the data order) and the global RNG states (``rng.torch``,
-``rng.cuda``, and each other rank's as ``rng.torch.rank<r>``); as JSON metadata: the epoch, optimiser
+(``best.*``), the named generators (``rng.order``, the data order; ``rng.augment``, the distortions) and the
+global RNG states (``rng.torch``, ``rng.cuda``, and each other rank's as ``rng.torch.rank<r>``,
+``rng.augment.rank<r>``, ...); as JSON metadata: the epoch, optimiser
 hyper-parameters, scheduler position, early-stopping counters, the epoch history (every metrics record so
 far) and the config history. The checkpoint alone is the resume state: on resume, metrics.jsonl is rewritten
 to exactly its history, so a torn or repeated line from an interrupted run cannot survive. Nothing is
@@ -69,7 +70,7 @@ def save_checkpoint(
         with_prefix(trainer.model.state_dict(), "model.")
         | optim_tensors
         | best
-        | {f"rng.{name}": g.get_state() for name, g in trainer.generators.items()}
+        | trainer.generator_states()
         | {"rng.torch": torch.get_rng_state()}
         | cuda_rng
         | rng_states
@@ -116,8 +117,6 @@ def _restore(
     trainer.model.load_state_dict(split_prefix(tensors, "model."))
     restore_optimizer(trainer.optimizer, tensors, json.loads(meta["optimizer"]))
     trainer.scheduler.load_state_dict(json.loads(meta["scheduler"]))
-    for name, generator in trainer.generators.items():  # the global data order: the same on every rank
-        generator.set_state(tensors[f"rng.{name}"])
     _restore_rng(tensors, trainer)
     es = json.loads(meta["early_stopping"])
     state.stopper.best_value, state.stopper.best_epoch, state.stopper.bad_epochs = (
@@ -172,8 +171,11 @@ def check_resumable(run_dir: Path) -> None:
 
 
 def _restore_rng(tensors: dict[str, torch.Tensor], trainer: Trainer) -> None:
-    """Each rank's own dropout stream; a run resumed with more ranks than it was saved with reuses rank 0's."""
+    """Each rank's own streams: dropout, distortions, and the data order (the same on every rank). A run
+    resumed with more ranks than it was saved with reuses rank 0's."""
     rank = trainer.dist.rank
+    for name, generator in trainer.generators.items():
+        generator.set_state(tensors.get(f"rng.{name}.rank{rank}", tensors[f"rng.{name}"]))
     torch.set_rng_state(tensors.get(f"rng.torch.rank{rank}", tensors["rng.torch"]))
     device = next(trainer.model.parameters()).device
     if device.type == "cuda" and "rng.cuda" in tensors:  # absent when the run was saved on the CPU

@@ -69,6 +69,7 @@ def fit(
     overwrite: bool = False,
     reporter: Reporter | None = None,
     callbacks: Sequence[EpochCallback] = (),
+    process: SingleProcess | None = None,
 ) -> Run:
     """Train according to ``config``; return the finished :class:`Run` (best weights restored).
 
@@ -85,14 +86,19 @@ def fit(
     :mod:`mnistlab.training.distributed`. Every rank returns the same Run; only rank 0 writes the folder.
     torch's thread count is set from ``config.threads`` for the run and restored afterwards (and NumPy's
     BLAS threads, for ``config.engine == "numpy"``, the NumPy engine: it trains on the CPU, in one process).
+    ``process``: train alone in this process, on its device, whatever the environment says (a committee's
+    member, trained whole by one torchrun process). A committee (``config.members`` > 1) is trained by
+    :func:`mnistlab.training.committee.train_committee`, whose members are runs of this function.
     """
     config = copy.deepcopy(config).validate()  # the run's own copy: the caller may reuse theirs
     if resume is not None and overwrite:
         raise ConfigError("--resume continues a run and --overwrite replaces one: choose one")
+    if config.members > 1:
+        raise ConfigError("fit trains one run; train a committee (members > 1) with mnistlab.train")
     if config.engine == "numpy":
         check_config(config)  # before anything is read or written
     with torch_threads(config.threads), blas_threads(config):
-        dist = distributed.setup("cpu" if config.engine == "numpy" else config.device)
+        dist = process or distributed.setup("cpu" if config.engine == "numpy" else config.device)
         try:
             # `held`: the run folder (its lock, error.txt on failure), from when it is opened to the end
             with dist.peer_failures(), contextlib.ExitStack() as held:
@@ -191,7 +197,7 @@ def _build(config: TrainConfig, dist: SingleProcess) -> tuple[Splits, AnyTrainer
     if config.channels_last:
         model = model.to(memory_format=torch.channels_last)
     dist.seed_rank(config.seed)
-    return splits, build_trainer(config, model, splits.train, splits.val, dist)
+    return splits, build_trainer(config, model, splits.train, splits.val, dist, splits.preprocessor)
 
 
 def _open_folder(config: TrainConfig, place: Place) -> Path | None:
@@ -247,7 +253,8 @@ def _checkpoint(trainer: AnyTrainer, state: TrainState, folder: Path | None) -> 
     if trainer.config.dry_run:
         return
     if not isinstance(trainer, NumpyTrainer):  # a numpy-engine run is not resumable: no checkpoint
-        rng_states = trainer.dist.gather_rng_states()  # a collective: every rank takes part
+        # a collective: every rank takes part; each rank's own streams (dropout, distortions) come to rank 0
+        rng_states = trainer.dist.gather_rng_states(trainer.generator_states())
         if folder is not None:
             save_checkpoint(folder, trainer, state, rng_states)
     crash_point("checkpoint-saved")  # test-only: between the checkpoint and the metrics line
@@ -266,10 +273,8 @@ def _finish(
         environment |= blas_environment()
     summary = summarise(config, count_parameters(model), state, environment)
     if not config.dry_run:
-        test = dist.evaluate(
-            model, splits.test.images, splits.test.labels, config.eval_batch_size, config.amp
-        )
-        summary.update(test_accuracy=test["accuracy"], test_loss=test["loss"], test_images=len(splits.test))
+        test = splits.score_test(model, config.eval_batch_size, config.amp, dist)
+        summary.update(test_accuracy=test["accuracy"], test_loss=test["loss"], test_images=test["images"])
         reporter.line(
             f"test accuracy {100 * test['accuracy']:.2f} % (loss {test['loss']:.4f}) on {len(splits.test):,} "
             f"images, best epoch {summary['best_epoch']}, {summary['train_seconds']:.1f} s training"
