@@ -293,7 +293,7 @@ def test_nproc_relaunches_the_same_command_line_under_torchrun(monkeypatch):
     launched: list[tuple[int, list[str]]] = []
     configs: list[TrainConfig] = []
     monkeypatch.setattr(distributed, "launch", lambda n, args: launched.append((n, args)) or 0)
-    monkeypatch.setattr(train_cmd, "train", lambda config=None, resume=None: configs.append(config))
+    monkeypatch.setattr(train_cmd, "train", lambda config=None, resume=None, **_: configs.append(config))
 
     def cli(*args: str) -> int:
         with pytest.raises(SystemExit) as exit_:

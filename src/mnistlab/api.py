@@ -27,6 +27,7 @@ def train(
     config: TrainConfig | None = None,
     *,
     resume: str | Path | None = None,
+    overwrite: bool = False,
     reporter: Reporter | None = None,
     callbacks: Sequence[EpochCallback] = (),
 ) -> Run:
@@ -37,7 +38,8 @@ def train(
 
     On resume ``config`` defaults to the run's own. A config given with ``resume`` must match the run's,
     except for the fields that may change on resume (e.g. more epochs); any other difference is a
-    ConfigError naming the fields, never silently ignored.
+    ConfigError naming the fields, never silently ignored. ``overwrite``: replace the earlier run (or
+    committee) in ``config.out`` (by default a non-empty folder is refused).
 
     ``config.members = N`` (N >= 2) trains a committee: N complete runs in RUN/members/K combined into one
     model (:mod:`mnistlab.training.committee`); its Run's model is a :class:`mnistlab.models.Committee`.
@@ -47,8 +49,8 @@ def train(
     if config.members > 1:
         if callbacks:
             raise ConfigError("epoch callbacks belong to one run; a committee's members are separate runs")
-        return train_committee(config, resume=resume, reporter=reporter)
-    return fit(config, resume=resume, reporter=reporter, callbacks=callbacks)
+        return train_committee(config, resume=resume, overwrite=overwrite, reporter=reporter)
+    return fit(config, resume=resume, overwrite=overwrite, reporter=reporter, callbacks=callbacks)
 
 
 __all__ = ["Run", "TrainConfig", "load_run", "recipe", "train"]

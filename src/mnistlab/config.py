@@ -18,6 +18,7 @@ import copy
 import dataclasses
 import importlib
 import json
+import math
 import typing
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
@@ -33,6 +34,9 @@ Monitor = Literal["val_loss", "val_accuracy"]
 AugmentKind = Literal["none", "affine", "elastic", "both"]
 CombineRule = Literal["mean", "vote"]
 Engine = Literal["torch", "numpy"]
+MAX_WIDTH = 100.0  # model.width: the cnn at 100x has 6,400-channel convolutions
+MAX_LAYERS, MAX_UNITS = 100, 10**7  # model.hidden: layers, units per layer
+MAX_MEMBERS = 1000  # members: a committee's runs (Ciresan et al. used 35)
 
 
 def opt(
@@ -276,10 +280,16 @@ class TrainConfig:
             (self.dry_run_batches >= 1, "dry-run batches must be >= 1"),
             (self.max_steps is None or self.max_steps >= 1, "max steps must be >= 1"),
             (m.dropout is None or 0 <= m.dropout < 1, "dropout must be in [0, 1)"),
-            (m.width > 0, "width must be > 0"),
-            (m.hidden is None or (len(m.hidden) > 0 and min(m.hidden) >= 1), "hidden widths must be >= 1"),
+            # The upper bounds are far beyond any MNIST model; they keep a config read from an untrusted
+            # file from describing a model too large to even count (runcheck builds it on the meta device).
+            (0 < m.width <= MAX_WIDTH, f"width must be in (0, {MAX_WIDTH:g}], got {m.width}"),
+            (
+                m.hidden is None
+                or (0 < len(m.hidden) <= MAX_LAYERS and 1 <= min(m.hidden) <= max(m.hidden) <= MAX_UNITS),
+                f"hidden must be 1 to {MAX_LAYERS} layers of 1 to {MAX_UNITS:,} units, got {m.hidden}",
+            ),
             (self.patience is None or d.val_size > 0, "early stopping needs a validation split"),
-            (self.members >= 1, f"members must be >= 1, got {self.members}"),
+            (1 <= self.members <= MAX_MEMBERS, f"members must be in [1, {MAX_MEMBERS}], got {self.members}"),
             (self.members_at_once is None or self.members_at_once >= 1, "members at once must be >= 1"),
             *self.augment.problems(),
         ]
@@ -402,8 +412,12 @@ def strip_optional(tp: Any) -> Any:
     return tp
 
 
-def _build(cls: type, raw: Mapping[str, Any]) -> Any:
-    """Build dataclass ``cls`` from JSON-like ``raw``: sections recursively, JSON lists back into tuples."""
+def _build(cls: type, raw: Mapping[str, Any], prefix: str = "") -> Any:
+    """Build dataclass ``cls`` from JSON-like ``raw``: sections recursively, JSON lists back into tuples.
+
+    Each value must have its field's declared type (a config file is input like any other: ``"wide"`` for a
+    width would otherwise fail far away, inside a model constructor).
+    """
     if not isinstance(raw, Mapping):
         raise ConfigError(f"{cls.__name__}: expected an object, got {type(raw).__name__}")
     hints = typing.get_type_hints(cls)
@@ -414,9 +428,32 @@ def _build(cls: type, raw: Mapping[str, Any]) -> Any:
     for name, value in raw.items():
         tp = strip_optional(hints[name])
         if dataclasses.is_dataclass(tp):
-            kwargs[name] = _build(tp, value)
-        elif typing.get_origin(tp) is tuple and isinstance(value, list):
-            kwargs[name] = tuple(value)
-        else:
-            kwargs[name] = value
+            kwargs[name] = _build(tp, value, f"{prefix}{name}.")
+            continue
+        expected = _type_mismatch(value, hints[name])
+        if expected:
+            raise ConfigError(f"{prefix}{name} must be {expected}, got {value!r}")
+        kwargs[name] = tuple(value) if typing.get_origin(tp) is tuple and value is not None else value
     return cls(**kwargs)
+
+
+def _type_mismatch(value: Any, tp: Any) -> str | None:
+    """None when JSON ``value`` fits the declared type ``tp``; else what it should have been, in words."""
+    inner = strip_optional(tp)
+    if value is None:
+        return None if inner is not tp else "given (not null)"
+    if typing.get_origin(inner) is Literal:
+        return None if isinstance(value, str) else "a string"
+    if typing.get_origin(inner) is tuple:
+        ok = isinstance(value, list | tuple) and all(_type_mismatch(v, int) is None for v in value)
+        return None if ok else "a list of integers"
+    if inner is bool:
+        return None if isinstance(value, bool) else "true or false"
+    if inner is int:
+        return None if isinstance(value, int) and not isinstance(value, bool) else "an integer"
+    if inner is float:
+        number = isinstance(value, int | float) and not isinstance(value, bool)
+        return None if number and math.isfinite(value) else "a finite number"
+    if inner is str:
+        return None if isinstance(value, str) else "a string"
+    return None

@@ -7,7 +7,8 @@ A run folder (written by :func:`mnistlab.training.fit.fit`)::
     last.safetensors   resume state after each epoch; removed when the run completes
     model.safetensors  the best weights (by validation) + preprocessing statistics + config, written at the end
     summary.json       written last: its presence is what marks the run as complete
-    error.txt          only when the run failed (e.g. diverged); the folder then has no summary.json
+    error.txt          only when the run failed (diverged, disk full, ...); the folder then has no summary.json
+    .lock              while a process trains in it (:func:`hold_run_folder`); a second one fails at once
 
 A committee's folder (written by :func:`mnistlab.training.committee.train_committee`)::
 
@@ -19,13 +20,20 @@ A committee's folder (written by :func:`mnistlab.training.committee.train_commit
 Its model file loads as a :class:`~mnistlab.models.Committee`, so a committee is a Run like any other.
 
 Reading a run needs no training code: serving, export and reports stand on this module, not on
-:mod:`mnistlab.training`. Nothing is ever unpickled.
+:mod:`mnistlab.training`. Nothing is ever unpickled, and every file is checked as untrusted input
+(:mod:`mnistlab.runcheck`): a damaged or hostile folder gives a one-line RunError naming the file.
+
+A folder is never stuck: one that stopped before its first checkpoint resumes from epoch 1, or is replaced
+with ``overwrite``; the temporary files of an interrupted write are removed when it is next held.
 """
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
+import shutil
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -37,11 +45,23 @@ from torch import nn
 from mnistlab import __version__
 from mnistlab.config import TrainConfig
 from mnistlab.data import Preprocessor, load_dataset
-from mnistlab.errors import ConfigError, MnistlabError, RunError
+from mnistlab.errors import ConfigError, MnistlabError, RunError, WriteError
 from mnistlab.evaluation.metrics import classification_report
-from mnistlab.fileio import atomic_save_tensors, atomic_write, load_tensors, split_prefix, with_prefix
+from mnistlab.fileio import (
+    append_text,
+    atomic_save_tensors,
+    atomic_write,
+    file_lock,
+    is_temp_file,
+    load_tensors,
+    make_dirs,
+    remove_stale_temps,
+    split_prefix,
+    with_prefix,
+)
 from mnistlab.inference import evaluate, member_log_probs, predict_logits, resolve_device
 from mnistlab.models import Committee, model_from_config
+from mnistlab.runcheck import check_record, check_weights, config_from_metadata, preprocessor_from
 
 CONFIG_FILE = "config.json"
 METRICS_FILE = "metrics.jsonl"
@@ -49,31 +69,35 @@ CHECKPOINT_FILE = "last.safetensors"
 MODEL_FILE = "model.safetensors"
 SUMMARY_FILE = "summary.json"
 ERROR_FILE = "error.txt"
+LOCK_FILE = ".lock"
 MEMBERS_DIR = "members"  # a committee's member runs: members/0, members/1, ...
 MODEL_FORMAT = "mnistlab.model/1"
 
 
 # ---- creating a folder -------------------------------------------------------------------------------------
-def create_run_dir(out: str | Path | None, name: str, root: str | Path = "runs") -> Path:
+def create_run_dir(
+    out: str | Path | None, name: str, root: str | Path = "runs", *, overwrite: bool = False
+) -> Path:
     """Create a new, empty folder for a run (or an experiment) and return it.
 
-    ``out`` given: that folder; an existing empty folder is used, a non-empty one is a ConfigError. ``out``
-    None: ``root/<YYYYmmdd-HHMMSS>-<name>``, with ``-2``, ``-3``, ... appended when another process took that
-    name in the same second. ``mkdir(exist_ok=False)`` is the claim: two processes never share a folder.
+    ``out`` given: that folder; an existing empty folder is used (the lock and temporary files a killed run
+    leaves do not count), a non-empty one is a ConfigError, unless ``overwrite`` and it holds an earlier
+    mnistlab run (:func:`hold_run_folder` empties it, once it holds the lock). ``out`` None:
+    ``root/<YYYYmmdd-HHMMSS>-<name>``, with ``-2``, ``-3``, ... appended when another process took that name
+    in the same second. ``mkdir(exist_ok=False)`` is the claim: two processes never share a folder.
     """
     if out is not None:
         path = Path(out)
-        path.parent.mkdir(parents=True, exist_ok=True)
+        make_dirs(path.parent)
         try:
             path.mkdir()
         except FileExistsError:
-            if not path.is_dir() or any(path.iterdir()):
-                raise ConfigError(
-                    f"{path}: folder already exists and is not empty; choose another --out"
-                ) from None
+            _check_reusable(path, overwrite)
+        except OSError as exc:
+            raise WriteError(f"{path}: cannot create the folder: {exc.strerror or exc}") from None
         return path
     root = Path(root)
-    root.mkdir(parents=True, exist_ok=True)
+    make_dirs(root)
     stamp = f"{datetime.now():%Y%m%d-%H%M%S}-{name}"
     for k in range(1, 1000):
         path = root / (stamp if k == 1 else f"{stamp}-{k}")
@@ -85,6 +109,74 @@ def create_run_dir(out: str | Path | None, name: str, root: str | Path = "runs")
     raise RunError(f"{root}: could not find a free folder name for {stamp}")
 
 
+def _check_reusable(path: Path, overwrite: bool) -> None:
+    """An existing ``--out`` may be used when empty, or replaced with ``overwrite`` when it holds a run."""
+    if not path.is_dir():
+        raise ConfigError(f"{path}: exists and is not a folder; choose another --out")
+    if not run_files(path):
+        return
+    if not overwrite:
+        raise ConfigError(
+            f"{path}: folder already exists and is not empty; choose another --out, continue its run with "
+            f"--resume {path}, or replace it with --overwrite"
+        )
+    if not (path / CONFIG_FILE).is_file():
+        raise ConfigError(f"{path}: --overwrite replaces only a run folder, and it has no {CONFIG_FILE}")
+    read_config(path)  # a RunError unless its config.json is an mnistlab run's
+
+
+def run_files(folder: Path) -> list[Path]:
+    """What is in ``folder`` apart from a lock file and the temporary files of interrupted writes."""
+    return [p for p in folder.iterdir() if p.name != LOCK_FILE and not is_temp_file(p.name)]
+
+
+# ---- holding a folder while training in it -----------------------------------------------------------------
+@contextlib.contextmanager
+def hold_run_folder(folder: Path, *, empty_it: bool = False) -> Iterator[Path]:
+    """Hold ``folder`` for one training run (new or resumed), until the block ends.
+
+    Its lock (``.lock``, an ``flock``) makes a second trainer or resumer of the folder fail at once; the
+    temporary files of a crashed write are removed; ``empty_it`` (``--overwrite``) then removes everything
+    else.
+    """
+    with file_lock(folder / LOCK_FILE, what=f"{folder}: this run folder"):
+        remove_stale_temps(folder)
+        if empty_it:
+            _empty(folder)
+        yield folder
+
+
+@contextlib.contextmanager
+def recording_errors(folder: Path, write_hint: str = "") -> Iterator[Path]:
+    """Record a failure of the block in ``folder``/error.txt, where the disk lets it; remove it on success.
+
+    Not for Ctrl-C (the run is just interrupted, and resumable) nor a ConfigError (a bad request, not a
+    failed run). ``write_hint`` is added to a WriteError's message (e.g. how to resume once there is space).
+    """
+    try:
+        yield folder
+    except ConfigError:
+        raise
+    except Exception as exc:
+        resumable = isinstance(exc, WriteError) and (folder / CONFIG_FILE).is_file()
+        error = WriteError(f"{exc}; {write_hint}") if write_hint and resumable else exc
+        with contextlib.suppress(OSError, MnistlabError):  # a full disk may refuse this too
+            write_error(folder, error)
+        if error is exc:
+            raise
+        raise error from exc
+    (folder / ERROR_FILE).unlink(missing_ok=True)
+
+
+def _empty(folder: Path) -> None:
+    """Remove everything but the lock (``--overwrite``, once the folder is held)."""
+    for entry in run_files(folder):
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry)
+        else:
+            entry.unlink()
+
+
 # ---- the text files ----------------------------------------------------------------------------------------
 def read_config(run_dir: str | Path) -> TrainConfig:
     """The TrainConfig a run folder was trained with; a one-line RunError when it is missing or unreadable."""
@@ -93,7 +185,13 @@ def read_config(run_dir: str | Path) -> TrainConfig:
         raise RunError(f"{run_dir}: not a run folder (no {CONFIG_FILE})")
     try:
         return TrainConfig.from_dict(json.loads(path.read_text(encoding="utf-8")))
-    except (json.JSONDecodeError, TypeError, ConfigError) as exc:
+    except (
+        OSError,
+        ValueError,
+        RecursionError,
+        TypeError,
+        ConfigError,
+    ) as exc:  # ValueError: not UTF-8, not JSON
         raise RunError(f"{path}: not a readable mnistlab config ({exc})") from None
 
 
@@ -110,24 +208,27 @@ def read_metrics(run_dir: str | Path) -> list[dict]:
     path = Path(run_dir) / METRICS_FILE
     if not path.is_file():
         return []
-    lines = path.read_text(encoding="utf-8").splitlines()
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise RunError(f"{path}: not readable ({exc})") from None
     records = []
     for number, line in enumerate(lines, start=1):
         if not line.strip():
             continue
         try:
-            records.append(json.loads(line))
-        except json.JSONDecodeError:
+            record = json.loads(line)
+        except (ValueError, RecursionError):
             if number == len(lines):
                 break
             raise RunError(f"{path}: line {number} is not JSON") from None
+        records.append(check_record(path, f"line {number}", record))
     return records
 
 
 def append_metrics(run_dir: Path, record: dict) -> None:
     """Append one epoch's record. A torn line is harmless: resume rewrites the file from the checkpoint."""
-    with (run_dir / METRICS_FILE).open("a", encoding="utf-8") as f:
-        f.write(json.dumps(record) + "\n")
+    append_text(run_dir / METRICS_FILE, json.dumps(record) + "\n")
 
 
 def write_metrics(run_dir: Path, history: list[dict]) -> None:
@@ -138,9 +239,18 @@ def write_metrics(run_dir: Path, history: list[dict]) -> None:
 def read_summary(run_dir: str | Path) -> dict:
     path = Path(run_dir) / SUMMARY_FILE
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as exc:
+        summary = json.loads(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as exc:
+        raise RunError(
+            f"{path}: not a readable run summary (not UTF-8: {exc.reason} at byte {exc.start})"
+        ) from None
+    except (OSError, ValueError, RecursionError) as exc:
         raise RunError(f"{path}: not a readable run summary ({exc})") from None
+    if not isinstance(summary, dict):
+        raise RunError(
+            f"{path}: not a readable run summary (a JSON {'array' if isinstance(summary, list) else type(summary).__name__}, not a JSON object)"
+        )
+    return summary
 
 
 def write_summary(run_dir: Path, summary: dict) -> None:
@@ -169,18 +279,18 @@ def save_model_file(path: Path, model: nn.Module, pre: Preprocessor, config: Tra
 
 
 def read_model_file(path: Path, device: torch.device) -> tuple[TrainConfig, nn.Module, Preprocessor]:
-    """(config, model in eval mode on ``device``, preprocessor) from a model.safetensors file."""
-    tensors, meta = load_tensors(path)
-    try:
-        config = TrainConfig.from_dict(json.loads(meta["config"]))
-        pre = Preprocessor.from_state(json.loads(meta["preprocessing"]), split_prefix(tensors, "preprocess."))
-    except (KeyError, json.JSONDecodeError, TypeError, MnistlabError) as exc:
-        raise RunError(f"{path}: not an mnistlab model file (bad metadata: {exc})") from None
-    model = model_for(config)
-    try:
-        model.load_state_dict(split_prefix(tensors, "model."))
-    except RuntimeError as exc:
-        raise RunError(f"{path}: weights do not match model {config.model.name!r}: {exc}") from None
+    """(config, model in eval mode on ``device``, preprocessor) from a model.safetensors file.
+
+    The file is untrusted: its config, weights and statistics are checked (:mod:`mnistlab.runcheck`) before
+    the model is built, so memory stays a small multiple of the file's size whatever its metadata says.
+    """
+    tensors, meta = load_tensors(path)  # the file's own bytes: bounded by its size
+    config = config_from_metadata(path, meta)
+    weights = split_prefix(tensors, "model.")
+    check_weights(path, config, weights, model_for)  # names, shapes, dtypes, against its model on "meta"
+    pre = preprocessor_from(path, config, meta, split_prefix(tensors, "preprocess."))
+    model = model_for(config)  # now known to be the size of the file's tensors
+    model.load_state_dict(weights)
     return config, model.to(device).eval(), pre
 
 

@@ -11,6 +11,7 @@ from PIL import Image
 
 from mnistlab.app.imageprep import prepare
 from mnistlab.errors import MnistlabError
+from mnistlab.fileio import atomic_path, make_dirs
 from mnistlab.runs import Run
 
 
@@ -75,9 +76,13 @@ def predict_files(run: Run, paths: list[str | Path], raw: bool = False) -> list[
 
 
 def save_input(digit: np.ndarray, folder: Path, index: int, source: str) -> Path:
-    """Write the 28x28 the model saw as PNG; the name comes from the input's stem, never its path."""
-    folder.mkdir(parents=True, exist_ok=True)
+    """Write the 28x28 the model saw as PNG; the name comes from the input's stem, never its path.
+
+    Atomic, like every file mnistlab writes; a full disk is a WriteError naming the file.
+    """
+    make_dirs(folder)
     stem = "".join(c if c.isalnum() or c in "-_" else "_" for c in Path(source).stem)[:60] or "image"
     path = folder / f"{index:04d}-{stem}.png"
-    Image.fromarray(digit, mode="L").save(path)
+    with atomic_path(path) as tmp:
+        Image.fromarray(digit, mode="L").save(tmp, format="PNG")
     return path

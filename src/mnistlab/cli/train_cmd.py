@@ -28,6 +28,13 @@ def train_command(
     ctx: typer.Context,
     config_flags: ConfigFlags,
     resume: Annotated[Path | None, typer.Option(help=RESUME_HELP)] = None,
+    overwrite: Annotated[
+        bool,
+        typer.Option(
+            help="Replace the earlier run in --out (e.g. one stopped before its first checkpoint); "
+            "refused for a folder that holds no mnistlab run."
+        ),
+    ] = False,
     seeds: Annotated[
         int, typer.Option(help="Train once per seed (seed..seed+N-1), each in OUT/seed-K, plus a summary.")
     ] = 1,
@@ -59,9 +66,11 @@ def train_command(
     if seeds != 1 or report or tensorboard:
         from mnistlab.cli.lab_cmd import train_with_extras
 
-        train_with_extras(config, resume=resume, seeds=seeds, report=report, tensorboard=tensorboard)
+        train_with_extras(
+            config, resume=resume, overwrite=overwrite, seeds=seeds, report=report, tensorboard=tensorboard
+        )
         return
-    train(config, resume=resume)
+    train(config, resume=resume, overwrite=overwrite)
 
 
 def _launch_torchrun(nproc: int, ctx: typer.Context, resume: Path | None, flags: ConfigFlags) -> None:

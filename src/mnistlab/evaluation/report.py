@@ -20,7 +20,7 @@ import torch
 
 from mnistlab.evaluation import plots
 from mnistlab.evaluation.metrics import classification_report
-from mnistlab.fileio import atomic_write
+from mnistlab.fileio import atomic_write, make_dirs
 
 _STYLE = """
 body { font-family: system-ui, sans-serif; max-width: 1000px; margin: 2em auto; padding: 0 1em;
@@ -73,7 +73,7 @@ class Report:
     def write(self, out_dir: Path) -> tuple[Path, Path]:
         """Write report.html and report.md into ``out_dir``; figure paths are relative to it in the .md."""
         out_dir = Path(out_dir)
-        out_dir.mkdir(parents=True, exist_ok=True)
+        make_dirs(out_dir)
         html_path, md_path = out_dir / "report.html", out_dir / "report.md"
         atomic_write(html_path, self.to_html())
         atomic_write(md_path, self.to_markdown(out_dir))
@@ -158,7 +158,7 @@ def run_report(
 
     run = load_run(run_dir)
     out_dir = Path(out) if out else Path(run_dir) / "report"
-    out_dir.mkdir(parents=True, exist_ok=True)
+    make_dirs(out_dir)
     cfg = run.config.data
     arrays = load_dataset(cfg.dataset, data_dir or cfg.data_dir, download=cfg.download, progress=False)
     images = arrays.test_images  # uint8 (N, 28, 28)

@@ -41,8 +41,10 @@ from mnistlab.runs import (
     SUMMARY_FILE,
     Run,
     create_run_dir,
+    hold_run_folder,
     load_run,
     read_config,
+    run_files,
     save_model_file,
     write_config,
     write_summary,
@@ -97,9 +99,14 @@ def member_config(config: TrainConfig, index: int, folder: Path) -> TrainConfig:
 
 
 def train_committee(
-    config: TrainConfig, *, resume: str | Path | None = None, reporter: Reporter | None = None
+    config: TrainConfig,
+    *,
+    resume: str | Path | None = None,
+    overwrite: bool = False,
+    reporter: Reporter | None = None,
 ) -> Run:
     """Train (or continue, ``resume``: the committee's folder) the committee ``config`` describes; its Run.
+    ``overwrite``: ``config.out`` may hold an earlier run or committee, which is replaced.
 
     Under torchrun every process returns the same Run (loaded from the folder rank 0 wrote).
     """
@@ -108,21 +115,27 @@ def train_committee(
         raise ConfigError(f"a committee needs --members >= 2, got {config.members}")
     if config.dry_run:
         raise ConfigError("--dry-run checks one run; leave out --members")
+    if resume is not None and overwrite:
+        raise ConfigError("--resume continues a committee and --overwrite replaces one: choose one")
     with torch_threads(config.threads):
         processes = distributed.setup_members("cpu" if config.engine == "numpy" else config.device)
         try:
-            return _train_committee(config, processes, Path(resume) if resume else None, reporter)
+            return _train_committee(config, processes, Path(resume) if resume else None, overwrite, reporter)
         finally:
             processes.teardown()
 
 
 def _train_committee(
-    config: TrainConfig, processes: MemberProcesses, resume: Path | None, reporter: Reporter | None
+    config: TrainConfig,
+    processes: MemberProcesses,
+    resume: Path | None,
+    overwrite: bool,
+    reporter: Reporter | None,
 ) -> Run:
     """The story: open the folder, train this process's members, wait for the others, combine."""
     t0 = time.perf_counter()
     reporter = reporter or Reporter(quiet=config.quiet, progress=config.progress and processes.is_main)
-    folder = Path(processes.from_main(lambda: _open_folder(config, resume)))
+    folder = Path(processes.from_main(lambda: _open_folder(config, resume, overwrite)))
     config.out = str(folder)
     members = [Member(k, member_config(config, k, folder)) for k in range(config.members)]
     mine = [members[k] for k in processes.members(config.members)]
@@ -138,10 +151,13 @@ def _train_committee(
     return run if run is not None else load_run(folder, str(processes.device))
 
 
-def _open_folder(config: TrainConfig, resume: Path | None) -> str:
+def _open_folder(config: TrainConfig, resume: Path | None, overwrite: bool) -> str:
     """A new committee folder with its config.json, or the committee being resumed (checked, config updated)."""
     if resume is None:
-        folder = create_run_dir(config.out, f"{config.model.name}-committee")
+        folder = create_run_dir(config.out, f"{config.model.name}-committee", overwrite=overwrite)
+        if overwrite:
+            with hold_run_folder(folder, empty_it=True):  # its lock while it is emptied
+                pass
         config.out = str(folder)
         write_config(folder, config)
         return str(folder)
@@ -176,7 +192,7 @@ def _clear_untrained(folder: Path) -> None:
     metrics: remove those so that the member starts again; anything else there is a RunError."""
     if not folder.is_dir():
         return
-    left = {p.name for p in folder.iterdir()}
+    left = {p.name for p in run_files(folder)}  # a killed run's lock and temporary files do not count
     if left - {CONFIG_FILE, METRICS_FILE}:
         raise RunError(
             f"{folder}: member folder without a checkpoint holds {', '.join(sorted(left))}; "

@@ -16,6 +16,7 @@ stop at different epochs).
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import time
 from collections.abc import Callable, Sequence
@@ -37,6 +38,7 @@ from mnistlab.training.distributed import SingleProcess
 
 # fit's own steps: a grouped member's folder, checkpoint and summary are exactly those of a run of fit.
 from mnistlab.training.fit import (
+    Place,
     _check_finite,
     _checkpoint,
     _epoch_line,
@@ -92,14 +94,16 @@ def fit_group(
         return [
             fit(c, resume=r, reporter=reporter, process=dist) for c, r in zip(configs, resumes, strict=True)
         ]
-    changes = [_resume_changes(c, r) for c, r in zip(configs, resumes, strict=True)]
-    splits = prepare_data(configs[0], device, progress=not configs[0].quiet)  # one split: split_seed
-    members = [_member(c, r, ch, splits, dist) for c, r, ch in zip(configs, resumes, changes, strict=True)]
-    group = _build_group(members, configs[0])
-    reporter.line(f"training {len(members)} members at once as one grouped network on {device}")
-    for epoch in range(members[0].state.next_epoch, members[0].trainer.last_epoch + 1):
-        _grouped_epoch(group, epoch, reporter)
-    return [_finish(m.trainer, splits, m.state, m.folder, reporter) for m in members]
+    with contextlib.ExitStack() as held:  # each member's folder held (locked) as fit holds a run's
+        places = [Place(r, False, held) for r in resumes]
+        changes = [_resume_changes(c, p, dist) for c, p in zip(configs, places, strict=True)]
+        splits = prepare_data(configs[0], device, progress=not configs[0].quiet)  # one split: split_seed
+        members = [_member(c, p, ch, splits, dist) for c, p, ch in zip(configs, places, changes, strict=True)]
+        group = _build_group(members, configs[0])
+        reporter.line(f"training {len(members)} members at once as one grouped network on {device}")
+        for epoch in range(members[0].state.next_epoch, members[0].trainer.last_epoch + 1):
+            _grouped_epoch(group, epoch, reporter)
+        return [_finish(m.trainer, splits, m.state, m.folder, reporter) for m in members]
 
 
 def _epochs_done(resume: Path | None) -> int:
@@ -123,14 +127,14 @@ def _check_groupable(configs: Sequence[TrainConfig]) -> None:
 
 
 def _member(
-    config: TrainConfig, resume: Path | None, changes: dict, splits: Splits, dist: SingleProcess
+    config: TrainConfig, place: Place, changes: dict, splits: Splits, dist: SingleProcess
 ) -> GroupMember:
     """fit's build, folder and restore for one member, on the group's shared data."""
     torch.manual_seed(config.seed)  # the member's initial weights, as fit draws them
     model = model_from_config(config.model).to(dist.device)
     trainer = build_trainer(config, model, splits.train, splits.val, dist, splits.preprocessor)
-    folder = _open_folder(config, resume)
-    return GroupMember(trainer, _restore(trainer, resume, changes), folder)
+    folder = _open_folder(config, place)
+    return GroupMember(trainer, _restore(trainer, place.resume, changes), folder)
 
 
 def _build_group(members: list[GroupMember], config: TrainConfig) -> Group:
@@ -167,7 +171,7 @@ def _grouped_epoch(group: Group, epoch: int, reporter: Reporter) -> None:
             "seconds": round(seconds / len(group.members), 4),  # this member's share of the grouped epoch
             "members_at_once": len(group.members),
         } | trainer.validate()
-        _check_finite(record, trainer.config, member.folder)
+        _check_finite(record, trainer.config)
         is_best = state.observe(record, trainer.config.monitor, trainer.model)
         reporter.line(
             f"member {index + 1}/{len(group.members)}  " + _epoch_line(record, first.last_epoch, is_best)
