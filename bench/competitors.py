@@ -122,14 +122,19 @@ def pytorch_example(
     }
 
 
-def sklearn_mlp(data: Arrays, *, max_iter: int = 200, seed: int = 0) -> dict:
-    """Fit time and test accuracy of MLPClassifier((100, 100), adam) on pixels / 255 (float32)."""
+SKLEARN_HIDDEN = (100, 100)
+
+
+def sklearn_mlp(
+    data: Arrays, *, max_iter: int = 200, seed: int = 0, hidden: tuple[int, ...] = SKLEARN_HIDDEN
+) -> dict:
+    """Fit time and test accuracy of MLPClassifier(hidden, adam) on pixels / 255 (float32)."""
     from sklearn.exceptions import ConvergenceWarning
     from sklearn.neural_network import MLPClassifier
 
     x_train = data.train_images.reshape(len(data.train_images), -1).astype(np.float32) / 255.0
     x_test = data.test_images.reshape(len(data.test_images), -1).astype(np.float32) / 255.0
-    clf = MLPClassifier(hidden_layer_sizes=(100, 100), solver="adam", max_iter=max_iter, random_state=seed)
+    clf = MLPClassifier(hidden_layer_sizes=hidden, solver="adam", max_iter=max_iter, random_state=seed)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)  # the smoke suite stops after a few iterations
         t0 = time.perf_counter()
@@ -137,7 +142,8 @@ def sklearn_mlp(data: Arrays, *, max_iter: int = 200, seed: int = 0) -> dict:
         fit_seconds = time.perf_counter() - t0
     accuracy = float((clf.predict(x_test) == data.test_labels).mean())
     return {
-        "name": "scikit-learn MLPClassifier(100, 100) adam",
+        "name": f"scikit-learn MLPClassifier{tuple(hidden)} adam",
+        "hidden": list(hidden),
         "train_images": len(x_train),
         "fit_seconds": round(fit_seconds, 3),
         "iterations": int(clf.n_iter_),

@@ -13,6 +13,8 @@ from pathlib import Path
 
 import torch
 
+from mnistlab.fileio import atomic_write
+
 
 def _cpuinfo() -> dict[str, str]:
     """The first processor's fields from /proc/cpuinfo ({} where there is none, e.g. macOS)."""
@@ -102,8 +104,6 @@ def images_trained(run) -> tuple[int, int]:
 
 
 def write_json(path: Path, result: dict) -> None:
-    """Write ``result`` as JSON through a temporary file and ``os.replace``: a reader never sees half a file."""
+    """Write ``result`` as JSON atomically (mnistlab's one writer): a reader never sees half a file."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(result, indent=2))
-    os.replace(tmp, path)
+    atomic_write(path, json.dumps(result, indent=2))

@@ -9,7 +9,9 @@ It measures, on the same machine and in the same run:
   (c) mnistlab's cnn and mlp recipes through ``mnistlab.train`` (the code path users get): test accuracy
       mean +- std over seeds, median training time (``summary["train_seconds"]``: first batch to last
       optimiser step of every epoch, data already loaded, validation/test scoring excluded);
-the cnn seeds are interleaved with the example's epochs and the mlp seeds with scikit-learn's fit;
+  (d) the NumPy engine (mnistlab.scratch) on its own recipe, timed the same way, against scikit-learn's
+      MLPClassifier with the same hidden sizes (bench/scratch_engine.py);
+the cnn seeds are interleaved with the example's epochs, the mlp and NumPy seeds with scikit-learn's fit;
 plus training throughput against the FP32 peak, inference latency and throughput, and data loading time.
 It writes a JSON result and prints Markdown tables with the targets and whether each is met.
 
@@ -37,13 +39,16 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # sibling modules, however the script is started
 
+from threadpoolctl import threadpool_limits
+
 import mnistlab
-from competitors import Arrays, pytorch_example, sklearn_mlp
+from competitors import SKLEARN_HIDDEN, Arrays, pytorch_example, sklearn_mlp
 from data_load import load_timings
 from measure import images_per_second, images_trained, load_average, machine, percentiles_ms, write_json
 from mnistlab.data import load_dataset
 from mnistlab.models import flops_per_image
 from mnistlab.training.environment import git_commit
+from scratch_engine import NumpySeeds
 
 
 @dataclass(frozen=True)
@@ -71,6 +76,8 @@ TARGETS = {
     "cnn_speedup": 25.0,  # pytorch-example time-to-99 / cnn median training time
     "mlp_accuracy": 0.980,
     "mlp_speedup": 5.0,  # sklearn fit time / mlp median training time
+    "numpy_accuracy": 0.980,  # the NumPy engine's mean test accuracy
+    "numpy_speedup": 1.0,  # sklearn fit time (same hidden sizes) / NumPy engine median training time
     "load_cold_s": 1.0,
     "load_warm_s": 0.1,
     "cnn_latency_p50_ms": 1.0,
@@ -216,6 +223,8 @@ def targets(res: dict) -> list[dict]:
     cnn, mlp = res["cnn"], res["mlp"]
     cnn_speedup = example_t / cnn["train_seconds_median"]
     mlp_speedup = res["sklearn"]["fit_seconds"] / mlp["train_seconds_median"]
+    numpy = res["numpy_engine"]
+    numpy_speedup = numpy["sklearn_same_hidden"]["fit_seconds"] / numpy["train_seconds_median"]
     load = res["data_loading"]
     cnn_inference = res["inference"]["mnistlab cnn"]
     latency = min(cnn_inference["single_image"]["p50_ms"], cnn_inference["single_image_1_thread"]["p50_ms"])
@@ -229,6 +238,13 @@ def targets(res: dict) -> list[dict]:
         ),
         ("mlp mean test accuracy", mlp["test_accuracy_mean"], ">=", TARGETS["mlp_accuracy"]),
         ("mlp speed-up vs sklearn fit", mlp_speedup, ">=", TARGETS["mlp_speedup"]),
+        ("numpy engine mean test accuracy", numpy["test_accuracy_mean"], ">=", TARGETS["numpy_accuracy"]),
+        (
+            f"numpy engine speed-up vs sklearn fit, same hidden sizes {tuple(numpy['hidden'])}",
+            numpy_speedup,
+            ">=",
+            TARGETS["numpy_speedup"],
+        ),
         ("data load cold (s)", load["cold_s"], "<=", TARGETS["load_cold_s"]),
         ("data load warm (s)", load["warm_s"], "<=", TARGETS["load_warm_s"]),
         (
@@ -282,6 +298,7 @@ def markdown(res: dict) -> str:
             f"| {r['train_seconds_median']:.2f} s median | {r['runs'][0]['epochs']} "
             f"| {r['images_per_second']:,.0f} | {r['percent_of_peak']:.1f} % |"
         )
+    lines += numpy_lines(res, pct)
     lines += ["", "| target | measured | required | met |", "|---|---:|---:|---|"]
     for t in res["targets"]:
         value = f"{100 * t['measured']:.2f} %" if "accuracy" in t["target"] else f"{t['measured']:.3g}"
@@ -304,6 +321,34 @@ def markdown(res: dict) -> str:
     for label, (median, fastest) in res["data_loading"]["rows"]:
         lines.append(f"| {label} | {1000 * median:.1f} ms | {1000 * fastest:.1f} ms |")
     return "\n".join(lines)
+
+
+def numpy_lines(res: dict, pct) -> list[str]:
+    """The NumPy engine's table row, and its ratios against scikit-learn and the torch mlp recipe."""
+    r, mlp = res["numpy_engine"], res["mlp"]
+    sk = r["sklearn_same_hidden"]
+    lines = [
+        f"| {r['name']} ({len(r['runs'])} seeds) | {r['runs'][0]['train_images']:,} "
+        f"| {pct(r['test_accuracy_mean'])} ± {100 * r['test_accuracy_std']:.2f} "
+        f"| {r['train_seconds_median']:.2f} s median ({r['fit_seconds_median']:.2f} s with validation) "
+        f"| {r['runs'][0]['epochs']} | | |",
+    ]
+    if sk is not res["sklearn"]:
+        lines.append(
+            f"| {sk['name']} | {sk['train_images']:,} | {pct(sk['test_accuracy'])} "
+            f"| {sk['fit_seconds']:.1f} s fit ({sk['iterations']} iterations) | | | |"
+        )
+    return [
+        *lines,
+        "",
+        f"NumPy engine against {sk['name']} (same hidden sizes, same run): "
+        f"{sk['fit_seconds'] / r['train_seconds_median']:.2f}x less training time "
+        f"({sk['fit_seconds'] / r['fit_seconds_median']:.2f}x counting its per-epoch validation), "
+        f"{100 * (r['test_accuracy_mean'] - sk['test_accuracy']):+.2f} points of test accuracy. "
+        f"Against the torch mlp recipe: {mlp['train_seconds_median'] / r['train_seconds_median']:.2f}x "
+        f"its training time, {100 * (r['test_accuracy_mean'] - mlp['test_accuracy_mean']):+.2f} points.",
+        "",
+    ]
 
 
 def _jsonable(obj):
@@ -353,6 +398,7 @@ def run_suite(suite: Suite, threads: int, flops_per_cycle: int, data_dir: str | 
     # scikit-learn's fit sits between the mlp seeds.
     with tempfile.TemporaryDirectory(prefix="mnistlab-bench-") as tmp:
         cnn, mlp = (Seeds(name, suite, data, Path(tmp), log) for name in ("cnn", "mlp"))
+        numpy_seeds = NumpySeeds(suite, log)
         log("pytorch example, interleaved with the cnn seeds ...")
         res["pytorch_example"] = pytorch_example(
             data,
@@ -363,9 +409,17 @@ def run_suite(suite: Suite, threads: int, flops_per_cycle: int, data_dir: str | 
         res["cnn"] = cnn.finish(peak)
         for _ in range(suite.seeds // 2):
             mlp.next()
+            numpy_seeds.next()
         log("sklearn ...")
         res["sklearn"] = sklearn_mlp(data, max_iter=suite.sklearn_max_iter)
         res["mlp"] = mlp.finish(peak)
+        res["numpy_engine"] = numpy_seeds.finish()
+        hidden = tuple(res["numpy_engine"]["hidden"])
+        res["numpy_engine"]["sklearn_same_hidden"] = (
+            res["sklearn"]
+            if hidden == SKLEARN_HIDDEN
+            else sklearn_mlp(data, max_iter=suite.sklearn_max_iter, hidden=hidden)
+        )
         res["inference"] = inference(res, data, suite)
     res["targets"] = targets(res)
     res["load_after"] = load_average()
@@ -391,7 +445,8 @@ def main(argv: list[str] | None = None) -> dict:
     if args.seeds is not None:
         suite = Suite(**{**asdict(suite), "seeds": args.seeds})
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    res = run_suite(suite, args.threads or cores, args.flops_per_cycle, args.data_dir)
+    with threadpool_limits(args.threads or cores):  # NumPy's BLAS (the engine, scikit-learn): torch's count
+        res = run_suite(suite, args.threads or cores, args.flops_per_cycle, args.data_dir)
     report = markdown(res)
     res["markdown"] = report
     print(report)

@@ -8,7 +8,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
 from mnistlab.config import TrainConfig
 from mnistlab.data.idx import write_idx
@@ -43,14 +42,6 @@ def synthetic_dataset() -> Callable[..., dict[str, np.ndarray]]:
 # ---- training: small real-MNIST configs that keep end-to-end tests within a 2-core budget -----------------
 
 
-@pytest.fixture(autouse=True)
-def _restore_torch_threads():
-    """Some tests set torch's thread count; put it back so later tests see the default."""
-    before = torch.get_num_threads()
-    yield
-    torch.set_num_threads(before)
-
-
 def tiny_mlp_config(out: Path) -> TrainConfig:
     """An MLP (64 hidden) on 2,000 real MNIST images for one epoch: seconds, but the whole pipeline."""
     cfg = recipe("mlp")
@@ -71,11 +62,11 @@ def tiny_config(tmp_path) -> TrainConfig:
 @pytest.fixture
 def interrupted_in_epoch(monkeypatch) -> Callable[[int], contextlib.AbstractContextManager[None]]:
     """``with interrupted_in_epoch(2): mnistlab.train(cfg)``: Ctrl-C as epoch 2 starts; the block expects it."""
-    from mnistlab.training import fit as fit_module
+    from mnistlab.training import trainer as trainer_module
 
     @contextlib.contextmanager
     def interrupted(epoch: int) -> Iterator[None]:
-        real, calls = fit_module.train_one_epoch, {"n": 0}
+        real, calls = trainer_module.train_one_epoch, {"n": 0}
 
         def crash(*args, **kwargs):
             calls["n"] += 1
@@ -83,12 +74,12 @@ def interrupted_in_epoch(monkeypatch) -> Callable[[int], contextlib.AbstractCont
                 raise KeyboardInterrupt
             return real(*args, **kwargs)
 
-        monkeypatch.setattr(fit_module, "train_one_epoch", crash)
+        monkeypatch.setattr(trainer_module, "train_one_epoch", crash)
         try:
             with pytest.raises(KeyboardInterrupt):
                 yield
         finally:
-            monkeypatch.setattr(fit_module, "train_one_epoch", real)
+            monkeypatch.setattr(trainer_module, "train_one_epoch", real)
 
     return interrupted
 

@@ -186,3 +186,61 @@ def test_cli_predict_reports_per_file_and_fails_at_the_end(app_run, tmp_path, ca
     assert exit_info.value.code == 0
     line = capsys.readouterr().out.strip()
     assert line.startswith(f"{tmp_path / 'seven.png'}: ") and line.count("%") == 2
+
+
+def test_paths_that_are_not_image_files_each_get_their_own_reason(tmp_path, monkeypatch):
+    """Not "no such file" for all of them (issue 12, defect 7); a FIFO or /dev/zero must not hang either."""
+    import contextlib
+    import os
+    import threading
+    import time
+
+    from mnistlab.app import imageprep
+
+    (tmp_path / "a-folder").mkdir()
+    os.mkfifo(tmp_path / "a-pipe")
+
+    def unblock_pipe() -> None:  # should load_grey open the pipe, it would wait for a writer for ever
+        time.sleep(3)
+        with contextlib.suppress(OSError), open(tmp_path / "a-pipe", "wb"):
+            pass
+
+    threading.Thread(target=unblock_pipe, daemon=True).start()
+    huge = tmp_path / "huge.png"
+    with huge.open("wb") as f:  # sparse: no disk space used
+        f.truncate(1001)
+    monkeypatch.setattr(imageprep, "MAX_FILE_BYTES", 1000)
+    expected = {
+        tmp_path / "missing.png": "no such file",
+        tmp_path / "a-folder": "is a folder, not an image file",
+        tmp_path / "a-pipe": "not a regular file (a named pipe)",
+        Path("/dev/zero"): "not a regular file (a character device)",
+        huge: "file too large for an image (0 MB; the limit is 0 MB)",
+    }
+    for path, words in expected.items():
+        if not path.exists() and words != "no such file":
+            continue  # e.g. no /dev/zero in a container
+        with pytest.raises(ImageError) as info:
+            load_grey(path)
+        assert str(info.value) == f"{path}: {words}"
+
+
+def test_cli_predict_names_each_bad_file_once(app_run, tmp_path, capsys):
+    (tmp_path / "notes.txt").write_text("not an image\n")
+    (tmp_path / "imgs").mkdir()
+    with pytest.raises(SystemExit) as exit_info:
+        main(["predict", str(app_run.path), str(tmp_path / "notes.txt"), str(tmp_path / "imgs")])
+    err = capsys.readouterr().err.splitlines()
+    assert exit_info.value.code == 1
+    assert err == [
+        f"{tmp_path / 'notes.txt'}: error: not an image (or not PNG, JPEG, BMP, GIF or WebP)",
+        f"{tmp_path / 'imgs'}: error: is a folder, not an image file",
+        "2 of 2 files failed",
+    ]
+    with pytest.raises(SystemExit):
+        main(["predict", str(app_run.path), str(tmp_path / "notes.txt"), "--json"])
+    line = json.loads(capsys.readouterr().out)
+    assert line == {
+        "file": str(tmp_path / "notes.txt"),
+        "error": "not an image (or not PNG, JPEG, BMP, GIF or WebP)",
+    }

@@ -22,10 +22,10 @@ from safetensors.torch import load_file, save_file
 
 import mnistlab
 from mnistlab.config import TrainConfig
-from mnistlab.errors import ConfigError
+from mnistlab.errors import ConfigError, RunError
 from mnistlab.recipes import recipe
 from mnistlab.training import distributed
-from mnistlab.training import fit as fit_module
+from mnistlab.training import trainer as trainer_module
 
 WORLD = 2
 SRC = Path(__file__).resolve().parents[1] / "src"
@@ -63,7 +63,7 @@ def _rank_main(rank: int, port: int, config: dict, resume: str | None, results: 
         MNISTLAB_DIST_TIMEOUT="60",
     )
     out = Path(results)
-    real = fit_module.train_one_epoch
+    real = trainer_module.train_one_epoch
     calls = {"n": 0}
 
     def faulty(*args, **kwargs):
@@ -72,7 +72,7 @@ def _rank_main(rank: int, port: int, config: dict, resume: str | None, results: 
             raise RuntimeError("simulated crash of rank 1")
         return real(*args, **kwargs)
 
-    fit_module.train_one_epoch = faulty
+    trainer_module.train_one_epoch = faulty
     with (out / f"stdout{rank}.txt").open("w") as stdout, contextlib.redirect_stdout(stdout):
         try:
             cfg = TrainConfig.from_dict(config) if config else None
@@ -122,7 +122,7 @@ def rank_history(results: Path, rank: int) -> tuple[list[dict], dict]:
     history, summary = json.loads((results / f"history{rank}.json").read_text())
     timings = ("seconds", "train_seconds")  # wall-clock, measured on each rank
     strip = [{k: v for k, v in h.items() if k not in timings} for h in history]
-    return strip, {k: v for k, v in summary.items() if k not in timings}
+    return strip, {k: v for k, v in summary.items() if k not in (*timings, "config_history")}
 
 
 @pytest.fixture(scope="module")
@@ -132,6 +132,9 @@ def two_epoch_run(tmp_path_factory) -> tuple[Path, TrainConfig]:
     cfg = small_config(tmp / "run", model="cnn")
     cfg.model.dropout = 0.1  # each rank draws its own masks; the resume test checks they come back
     cfg.model.width = 0.25  # channels (6, 8, 16): BatchNorm is exercised, the test stays fast
+    cfg.augment.kind = (
+        "both"  # each rank distorts with its own generator; the resume test checks they come back
+    )
     cfg.data.train_subset, cfg.data.val_size = 1000, 500
     cfg.epochs = 2
     return run_ranks(tmp, cfg), cfg
@@ -222,11 +225,17 @@ def test_a_dead_rank_stops_the_others_and_the_run_resumes_to_the_same_result(two
     assert error0.startswith("RunError: rank 0/2: lost the other processes"), error0[:500]
     folder = Path(cfg.out)
     assert (folder / "last.safetensors").exists() and not (folder / "summary.json").exists()
-    assert "rng.torch.rank1" in load_file(str(folder / "last.safetensors"))  # rank 1's dropout stream
+    state = load_file(str(folder / "last.safetensors"))
+    assert (
+        "rng.torch.rank1" in state and "rng.augment.rank1" in state
+    )  # rank 1's dropout and distortion streams
+    assert not torch.equal(state["rng.augment"], state["rng.augment.rank1"])
 
     resumed = run_ranks(tmp_path, None, resume=folder)
     for rank in range(WORLD):
         assert rank_history(resumed, rank) == rank_history(reference, rank)
+        _, summary = json.loads((resumed / f"history{rank}.json").read_text())
+        assert [(c["after_epoch"], c["changed"]) for c in summary["config_history"]] == [(1, {})]
         expected = rank_state(reference, rank)
         for name, tensor in rank_state(resumed, rank).items():
             assert torch.equal(tensor, expected[name]), name
@@ -234,32 +243,48 @@ def test_a_dead_rank_stops_the_others_and_the_run_resumes_to_the_same_result(two
 
 
 def test_global_batch_must_divide_by_the_number_of_processes():
-    ctx = distributed.DistContext(rank=0, world_size=3, local_rank=0, device=torch.device("cpu"))
-    assert distributed.local_batch_size(129, ctx) == 43
+    ctx = distributed.DataParallel(torch.device("cpu"), rank=0, world_size=3)
+    assert ctx.local_batch_size(129) == 43
     with pytest.raises(ConfigError, match="global batch and must divide by the 3 processes"):
-        distributed.local_batch_size(128, ctx)
+        ctx.local_batch_size(128)
 
 
 def test_without_torchrun_variables_nothing_is_distributed():
     ctx = distributed.setup("cpu", environ={})
+    assert type(ctx) is distributed.SingleProcess
     assert (ctx.rank, ctx.world_size, ctx.shard, ctx.backend) == (0, 1, None, None)
-    assert distributed.local_batch_size(128, ctx) == 128
+    assert ctx.local_batch_size(128) == 128
 
 
-def test_launch_command_runs_mnistlab_under_torchrun():
+def test_launch_command_is_what_torchrun_parses_as_n_processes_of_mnistlab():
+    """Read the command line back with torchrun's own argument parser, not by comparing strings."""
+    from torch.distributed.run import get_args_parser
+
     cmd = distributed.launch_command(4, ["train", "--epochs", "1"], python="python")
-    assert cmd == [
-        "python",
-        "-m",
-        "torch.distributed.run",
-        "--standalone",
-        "--nproc-per-node=4",
-        "-m",
-        "mnistlab",
-        "train",
-        "--epochs",
-        "1",
-    ]
+    assert cmd[:3] == ["python", "-m", "torch.distributed.run"]
+    args = get_args_parser().parse_args(cmd[3:])
+    assert args.standalone and args.nproc_per_node == "4"
+    assert args.module and args.training_script == "mnistlab"
+    assert args.training_script_args == ["train", "--epochs", "1"]
+
+
+@pytest.mark.parametrize(
+    ("error", "relabelled"),
+    [
+        (RuntimeError("[gloo/transport/tcp/pair.cc:534] Connection closed by peer [127.0.0.1]:4242"), True),
+        (RuntimeError("[gloo/transport/tcp/unbound_buffer.cc:81] Timed out waiting 60000ms for recv"), True),
+        (RuntimeError("gloo: unsupported reduction operation"), False),
+        (RuntimeError("NCCL error: invalid argument"), False),
+        (RuntimeError("expected a timeout value >= 0"), False),
+    ],
+)
+def test_only_a_lost_peer_is_reported_as_one(error, relabelled):
+    ctx = distributed.DataParallel(torch.device("cpu"), rank=1, world_size=2)
+    with pytest.raises((RunError, RuntimeError)) as caught, ctx.peer_failures():
+        raise error
+    assert isinstance(caught.value, RunError) == relabelled
+    if relabelled:
+        assert str(caught.value).startswith("rank 1/2: lost the other processes")
 
 
 def test_nproc_relaunches_the_same_command_line_under_torchrun(monkeypatch):
@@ -268,7 +293,7 @@ def test_nproc_relaunches_the_same_command_line_under_torchrun(monkeypatch):
     launched: list[tuple[int, list[str]]] = []
     configs: list[TrainConfig] = []
     monkeypatch.setattr(distributed, "launch", lambda n, args: launched.append((n, args)) or 0)
-    monkeypatch.setattr(train_cmd, "train", lambda config=None, resume=None: configs.append(config))
+    monkeypatch.setattr(train_cmd, "train", lambda config=None, resume=None, **_: configs.append(config))
 
     def cli(*args: str) -> int:
         with pytest.raises(SystemExit) as exit_:

@@ -2,7 +2,6 @@
 
 import copy
 import json
-import math
 
 import pytest
 import torch
@@ -69,20 +68,57 @@ def test_onecycle_rises_to_peak_then_falls_to_final():
     assert f(399) == pytest.approx(1 / 300, abs=1e-9) and f(400) == 0.0
 
 
-def test_step_schedule_decays_by_gamma_each_step_size_epochs():
+def torch_lrs(make_scheduler, steps: int, per: int = 1) -> list[float]:
+    """The lr a torch scheduler gives each of ``steps`` steps, stepping it every ``per`` steps (peak lr 1)."""
+    optimizer = torch.optim.SGD([nn.Parameter(torch.zeros(1))], lr=1.0)
+    scheduler = make_scheduler(optimizer)
+    lrs = []
+    for step in range(steps):
+        lrs.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        if (step + 1) % per == 0 and step + 1 < steps:
+            scheduler.step()
+    return lrs
+
+
+def test_step_schedule_is_torchs_steplr_stepped_per_epoch():
     f = lr_multiplier(
         OptimConfig(schedule="step", step_size=2, gamma=0.5), steps_per_epoch=10, total_steps=100
     )
-    assert [f(s) for s in (0, 19, 20, 39, 40)] == [1.0, 1.0, 0.5, 0.5, 0.25]
+    expected = torch_lrs(lambda o: torch.optim.lr_scheduler.StepLR(o, step_size=2, gamma=0.5), 100, per=10)
+    assert [f(s) for s in range(100)] == pytest.approx(expected, rel=1e-12)
 
 
-def test_cosine_schedule_ends_at_final_fraction():
-    f = lr_multiplier(
-        OptimConfig(schedule="cosine", final_lr_fraction=0.1), steps_per_epoch=10, total_steps=101
+def test_cosine_schedule_is_torchs_cosine_annealing():
+    final, total = 0.1, 101
+    f = lr_multiplier(OptimConfig(schedule="cosine", final_lr_fraction=final), 10, total)
+    cosine = lambda o: torch.optim.lr_scheduler.CosineAnnealingLR(o, T_max=total - 1, eta_min=final)  # noqa: E731
+    assert [f(s) for s in range(total)] == pytest.approx(torch_lrs(cosine, total), rel=1e-9, abs=1e-12)
+    assert f(200) == pytest.approx(final)  # past the end it stays at the floor
+
+
+def test_onecycle_is_torchs_onecycle_one_step_later():
+    """torch's OneCycleLR (linear annealing, start at peak/10) peaks at step warm - 1 and ends at `final` on the
+    last step; ours peaks at step warm and is one step behind through the decay (see optim._onecycle)."""
+    total, final = 400, 0.001
+    f = lr_multiplier(OptimConfig(schedule="onecycle", warmup=0.25, final_lr_fraction=final), 100, total)
+    one_cycle = lambda o: torch.optim.lr_scheduler.OneCycleLR(  # noqa: E731
+        o,
+        max_lr=1.0,
+        total_steps=total,
+        pct_start=0.25,
+        anneal_strategy="linear",
+        div_factor=10,
+        final_div_factor=1 / (10 * final),
+        cycle_momentum=False,
     )
-    assert f(0) == 1.0 and f(100) == pytest.approx(0.1) and f(50) == pytest.approx(0.55)
-    assert all(f(s) >= f(s + 1) for s in range(100))
-    assert not math.isnan(f(200))
+    reference = torch_lrs(one_cycle, total)
+    ours = [f(s) for s in range(total)]
+    assert ours[0] == reference[0] == pytest.approx(0.1)
+    for step in range(1, 100):  # warm-up: between torch's value at this step and the one before
+        low, high = sorted((reference[step - 1], reference[step]))
+        assert low - 1e-12 <= ours[step] <= high + 1e-12, step
+    assert ours[100:] == pytest.approx(reference[99:-1], rel=1e-9)  # decay: exactly one step behind
 
 
 @pytest.mark.parametrize("name", ["sgd", "adam", "adamw"])
@@ -115,3 +151,21 @@ def test_resumed_fused_sgd_on_channels_last_continues_exactly():
     train_one_epoch(resumed, zip(x[3:], y[3:], strict=True), resumed_optimizer)
     for a, b in zip(model.parameters(), resumed.parameters(), strict=True):
         assert torch.equal(a, b)
+
+
+def test_epoch_sums_are_the_summed_cross_entropy_of_every_image():
+    """With lr 0 the weights never move, so the epoch's sums must equal one pass of plain cross-entropy:
+    batches of 8 and 5 images weigh by their size, and the mean is taken once, over all 13."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(784, 10)).double()
+    x, y = torch.randn(13, 1, 28, 28, dtype=torch.float64), torch.randint(0, 10, (13,))
+    sums = train_one_epoch(
+        model, [(x[:8], y[:8]), (x[8:], y[8:])], torch.optim.SGD(model.parameters(), lr=0.0)
+    )
+    with torch.no_grad():
+        logits = model(x)
+    assert (sums.steps, sums.count) == (2, 13)
+    assert sums.loss_sum == pytest.approx(F.cross_entropy(logits, y, reduction="sum").item(), rel=1e-12)
+    assert sums.correct == int((logits.argmax(1) == y).sum())
+    assert sums.loss == pytest.approx(F.cross_entropy(logits, y).item(), rel=1e-12)
+    assert sums.accuracy == sums.correct / 13

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import statistics
+from pathlib import Path
 
 import pytest
 
@@ -88,3 +89,17 @@ def test_train_seeds_writes_one_folder_per_seed(tmp_path, capsys):
     )
     assert (tmp_path / "seeds" / "summary.md").is_file()
     assert "2 seeds: test accuracy" in capsys.readouterr().out
+
+
+def test_train_with_report_and_tensorboard_uses_one_default_folder(tmp_path, monkeypatch):
+    pytest.importorskip("tensorboard")
+    monkeypatch.chdir(tmp_path)  # the default folder is runs/<timestamp>-mlp under the working directory
+    args = ["train", "--model", "mlp", "--hidden", "32", "--train-subset", "500", "--val-size", "500"]
+    with pytest.raises(SystemExit) as exit_info:
+        main([*args, "--epochs", "1", "--report", "--tensorboard", "-q"])
+    assert exit_info.value.code == 0
+    (folder,) = (tmp_path / "runs").iterdir()
+    assert folder.name.endswith("-mlp")
+    assert (folder / "summary.json").is_file() and (folder / "report" / "report.html").is_file()
+    assert any((folder / "tensorboard").iterdir())
+    assert json.loads((folder / "config.json").read_text())["out"] == str(Path("runs") / folder.name)

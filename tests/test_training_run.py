@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import json
+import os
+import stat
+from pathlib import Path
 
 import pytest
 import torch
 from safetensors.torch import load_file
 
 import mnistlab
+import mnistlab.config
+from conftest import tiny_mlp_config
 from mnistlab.errors import ConfigError, RunError, TrainingDiverged
 
 
@@ -59,19 +64,6 @@ def test_load_run_reproduces_predictions_and_test_accuracy(tiny_config):
     assert result["accuracy"] == pytest.approx(run.summary["test_accuracy"], abs=1e-9)
     assert sum(map(sum, result["confusion_matrix"])) == 10_000
     assert loaded.config == run.config
-
-
-def test_saved_weights_are_the_best_validation_epoch(tiny_config):
-    tiny_config.epochs = 3
-    tiny_config.optim.lr = 0.5  # a high constant lr makes validation noisy, so the best epoch varies
-    tiny_config.optim.schedule = "constant"
-    run = mnistlab.train(tiny_config)
-    val = [h["val_accuracy"] for h in run.history]
-    assert run.summary["best_epoch"] == val.index(max(val)) + 1
-    assert run.summary["best_val_accuracy"] == max(val)
-    saved = load_file(str(run.path / "model.safetensors"))
-    for name, tensor in run.model.state_dict().items():
-        torch.testing.assert_close(saved["model." + name], tensor)
 
 
 def test_same_seed_same_metrics(tiny_config, tmp_path):
@@ -146,3 +138,178 @@ def test_preprocessing_is_fitted_on_the_training_split_only(tiny_config):
     train = images[train_idx[: tiny_config.data.train_subset]].double()
     assert run.preprocessor.mean.item() == pytest.approx(train.mean().item(), rel=1e-5)
     assert run.preprocessor.mean.item() != pytest.approx(images.double().mean().item(), rel=1e-5)
+
+
+def test_threads_are_restored_and_the_run_keeps_its_own_config(tiny_config):
+    before = torch.get_num_threads()
+    tiny_config.threads = 1 if before > 1 else 2
+    tiny_config.dry_run = True
+    run = mnistlab.train(tiny_config)
+    assert torch.get_num_threads() == before, "fit must put torch's thread count back"
+    assert run.summary["environment"]["threads"] == tiny_config.threads  # it did train with them
+    tiny_config.optim.lr = 123.0  # the caller reuses their config ...
+    assert run.config.optim.lr != 123.0  # ... and the run's record does not change
+
+
+def test_run_files_are_readable_by_others_under_the_usual_umask(tiny_config):
+    old = os.umask(0o022)
+    try:
+        run = mnistlab.train(tiny_config)
+    finally:
+        os.umask(old)
+    modes = {p.name: stat.S_IMODE(p.stat().st_mode) for p in run.path.iterdir()}
+    assert modes == dict.fromkeys(
+        ("config.json", "metrics.jsonl", "model.safetensors", "summary.json"), 0o644
+    )
+
+
+# ---- early stopping and model selection, end to end --------------------------------------------------------
+def exploding_lr_config(out: Path, epochs: int, patience: int | None) -> mnistlab.TrainConfig:
+    """Adam whose lr grows 10x per epoch (1e-3, 1e-2, 0.1, 1, ...): validation accuracy peaks at epoch 2
+    (~80 %, then ~69 %, then ~15 % on this slice), by margins no float round-off can flip."""
+    cfg = tiny_mlp_config(out)
+    cfg.model.hidden, cfg.model.dropout = (32,), 0.0
+    cfg.data.train_subset, cfg.data.val_size, cfg.batch_size = 1000, 500, 100
+    cfg.optim.optimizer, cfg.optim.lr, cfg.optim.weight_decay = "adam", 1e-3, 0.0
+    cfg.optim.schedule, cfg.optim.step_size, cfg.optim.gamma = "step", 1, 10.0  # the lr of an epoch never
+    cfg.epochs, cfg.patience = epochs, patience  # depends on the number of epochs planned
+    return cfg
+
+
+def test_early_stopping_stops_after_patience_and_keeps_the_best_epoch(tmp_path):
+    run = mnistlab.train(exploding_lr_config(tmp_path / "stopped", epochs=8, patience=2))
+    val = [h["val_accuracy"] for h in run.history]
+    best = run.summary["best_epoch"]
+    assert best == 2 and val.index(max(val)) + 1 == best, val
+    assert run.summary["epochs_run"] == len(run.history) == best + 2  # stopped after 2 epochs without gain
+    assert run.summary["best_val_accuracy"] == val[best - 1]
+    assert run.summary["best_val_loss"] == run.history[best - 1]["val_loss"]
+    # The saved and returned weights are epoch 2's: the same as a run that trained exactly 2 epochs.
+    reference = mnistlab.train(exploding_lr_config(tmp_path / "two", epochs=2, patience=None))
+    assert reference.history[-1]["val_accuracy"] == val[best - 1]
+    saved = load_file(str(run.path / "model.safetensors"))
+    for name, tensor in reference.model.state_dict().items():
+        assert torch.equal(saved["model." + name], tensor), name
+        assert torch.equal(run.model.state_dict()[name], tensor), name
+
+
+def test_monitor_val_loss_selects_by_loss_and_reports_that_epochs_values(tiny_config, monkeypatch):
+    """Validation is scripted so that the best loss (epoch 1) and the best accuracy (epoch 3) differ; the
+    training, selection, restoring and saving around it are the real ones."""
+    from mnistlab.training import trainer as trainer_module
+
+    scripted = iter([(0.30, 0.80), (0.40, 0.85), (0.50, 0.90), (0.60, 0.70)])  # (val_loss, val_accuracy)
+    monkeypatch.setattr(
+        trainer_module.Trainer,
+        "validate",
+        lambda self: dict(zip(("val_loss", "val_accuracy"), next(scripted), strict=True)),
+    )
+    tiny_config.epochs, tiny_config.patience, tiny_config.monitor = 6, 2, "val_loss"
+    tiny_config.optim.schedule = "constant"
+    run = mnistlab.train(tiny_config)
+    assert run.summary["best_epoch"] == 1 and run.summary["epochs_run"] == 3
+    assert (run.summary["best_val_loss"], run.summary["best_val_accuracy"]) == (0.30, 0.80)  # epoch 1's pair
+    tiny_config.out, tiny_config.epochs, tiny_config.patience = str(Path(tiny_config.out) / "ref"), 1, None
+    monkeypatch.undo()
+    reference = mnistlab.train(tiny_config)  # one epoch, same seed, constant lr: epoch 1's weights
+    for name, tensor in reference.model.state_dict().items():
+        assert torch.equal(run.model.state_dict()[name], tensor), name
+
+
+def test_without_a_validation_split_the_last_epoch_is_kept(tiny_config):
+    tiny_config.data.val_size, tiny_config.epochs = 0, 2
+    run = mnistlab.train(tiny_config)
+    assert all("val_loss" not in h and "val_accuracy" not in h for h in run.history)
+    assert (run.summary["best_epoch"], run.summary["epochs_run"]) == (2, 2)
+    assert run.summary["best_val_accuracy"] is None and run.summary["best_val_loss"] is None
+    assert run.summary["test_accuracy"] > 0.5
+    saved = load_file(str(run.path / "model.safetensors"))
+    for name, tensor in run.model.state_dict().items():
+        assert torch.equal(saved["model." + name], tensor), name
+    tiny_config.patience, tiny_config.out = 1, str(Path(tiny_config.out).with_name("p"))
+    with pytest.raises(ConfigError, match="early stopping needs a validation split"):
+        mnistlab.train(tiny_config)
+
+
+# ---- resume --------------------------------------------------------------------------------------------------
+def interrupted_run(config, tmp_path: Path, interrupted_in_epoch, name: str = "interrupted") -> Path:
+    config.out = str(tmp_path / name)
+    with interrupted_in_epoch(2):
+        mnistlab.train(config)
+    return tmp_path / name
+
+
+def test_resume_rewrites_metrics_to_the_checkpoints_epochs(tiny_config, tmp_path, interrupted_in_epoch):
+    """A crash between the checkpoint and the metrics line, or in the middle of a line, leaves metrics.jsonl
+    with a repeated or torn line; resuming must not carry either over."""
+    tiny_config.epochs = 2
+    reference = mnistlab.train(tiny_config)
+    folder = interrupted_run(tiny_config, tmp_path, interrupted_in_epoch)
+    metrics = folder / "metrics.jsonl"
+    first = metrics.read_text()
+    metrics.write_text(first + first + '{"epoch": 2, "train_lo')  # epoch 1 twice, then a torn epoch 2
+    resumed = mnistlab.train(resume=folder)
+    strip = [{k: v for k, v in h.items() if k != "seconds"} for h in reference.history]
+    lines = [json.loads(x) for x in metrics.read_text().splitlines()]
+    assert [{k: v for k, v in h.items() if k != "seconds"} for h in lines] == strip
+    assert [{k: v for k, v in h.items() if k != "seconds"} for h in resumed.history] == strip
+
+
+def test_resume_refuses_a_changed_config_naming_the_flags(
+    tiny_config, tmp_path, interrupted_in_epoch, capsys
+):
+    tiny_config.epochs = 2
+    folder = interrupted_run(tiny_config, tmp_path, interrupted_in_epoch)
+    changed = mnistlab.config.with_values(tiny_config, {"optim.lr": 0.5, "seed": 3})
+    with pytest.raises(ConfigError, match=r"--lr \(0.005 -> 0.5\), --seed \(0 -> 3\)"):
+        mnistlab.train(changed, resume=folder)
+    from mnistlab.cli.app import main
+
+    with pytest.raises(SystemExit) as exit_:
+        main(["train", "--resume", str(folder), "--batch-size", "64", "--epochs", "3"])
+    assert exit_.value.code == 1
+    err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert (
+        len(err) == 1 and "--batch-size (256 -> 64)" in err[0] and "--epochs" not in err[0].split("only")[0]
+    )
+    assert not (folder / "summary.json").exists()  # nothing ran
+
+
+def test_resume_may_extend_a_run_and_records_it(tiny_config, tmp_path, interrupted_in_epoch):
+    tiny_config.epochs = 2
+    folder = interrupted_run(tiny_config, tmp_path, interrupted_in_epoch)
+    from mnistlab.cli.app import main
+
+    with pytest.raises(SystemExit) as exit_:
+        main(["train", "--resume", str(folder), "--epochs", "3", "-q"])
+    assert exit_.value.code == 0
+    summary = json.loads((folder / "summary.json").read_text())
+    assert summary["epochs_run"] == 3
+    ((change,),) = [summary["config_history"]]
+    assert (change["after_epoch"], change["changed"]) == (1, {"epochs": [2, 3]})
+    assert json.loads((folder / "config.json").read_text())["epochs"] == 3
+    assert mnistlab.load_run(folder).config.epochs == 3
+
+
+def test_resume_keeps_the_best_weights_seen_before_the_interruption(tmp_path, interrupted_in_epoch):
+    """Best epoch 2, interrupted in epoch 3: the resumed run must still end with epoch 2's weights."""
+    reference = mnistlab.train(exploding_lr_config(tmp_path / "reference", epochs=3, patience=None))
+    assert reference.summary["best_epoch"] == 2
+    config = exploding_lr_config(tmp_path / "interrupted", epochs=3, patience=None)
+    with interrupted_in_epoch(3):
+        mnistlab.train(config)
+    resumed = mnistlab.train(resume=tmp_path / "interrupted")
+    assert resumed.summary["best_epoch"] == 2
+    for name, tensor in reference.model.state_dict().items():
+        assert torch.equal(resumed.model.state_dict()[name], tensor), name
+
+
+def test_a_moved_run_folder_resumes_from_its_new_place(tiny_config, tmp_path, interrupted_in_epoch):
+    tiny_config.epochs = 2
+    folder = interrupted_run(tiny_config, tmp_path, interrupted_in_epoch)
+    moved = folder.rename(tmp_path / "moved")
+    elsewhere = mnistlab.config.with_values(tiny_config, {"out": str(tmp_path / "x")})
+    with pytest.raises(ConfigError, match="is not the folder being resumed"):
+        mnistlab.train(elsewhere, resume=moved)
+    run = mnistlab.train(resume=moved)  # its config.json still records the old folder as its out
+    assert run.path == moved and (moved / "summary.json").is_file()

@@ -10,11 +10,10 @@ from __future__ import annotations
 import contextlib
 import io
 import logging
-import os
-import tempfile
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal, get_args
 
 import numpy as np
 import torch
@@ -22,11 +21,14 @@ from torch import nn
 
 from mnistlab.data import Preprocessor, load_dataset
 from mnistlab.errors import MnistlabError
-from mnistlab.training.run import Run
+from mnistlab.fileio import atomic_path, make_dirs
+from mnistlab.runs import Run
 
 VERIFY_IMAGES = 1000  # test images compared between PyTorch and the exported model
 MAX_LOGIT_DIFF = 1e-4  # |logit_torch - logit_export|, logits are unitless
 OPSET = 18
+ExportFormat = Literal["onnx", "torchscript"]
+Exporter = Literal["legacy", "dynamo"]  # torch's TorchScript-based ONNX exporter, or its dynamo one
 
 
 class ExportError(MnistlabError):
@@ -65,10 +67,10 @@ def export_run(
     run: Run, fmt: str, out: Path, data_dir: str | Path | None = None, exporter: str = "legacy"
 ) -> ExportReport:
     """Export, verify on VERIFY_IMAGES test images, then move into place; raise ExportError if out of bounds."""
-    if fmt not in ("onnx", "torchscript"):
-        raise ExportError(f"unknown export format {fmt!r}; choose onnx or torchscript")
-    if exporter not in ("legacy", "dynamo"):
-        raise ExportError(f"unknown ONNX exporter {exporter!r}; choose legacy or dynamo")
+    if fmt not in get_args(ExportFormat):
+        raise ExportError(f"unknown export format {fmt!r}; choose {' or '.join(get_args(ExportFormat))}")
+    if exporter not in get_args(Exporter):
+        raise ExportError(f"unknown ONNX exporter {exporter!r}; choose {' or '.join(get_args(Exporter))}")
     wrapped = WithPreprocessing(run.model, run.preprocessor).cpu().eval()
     arrays = load_dataset(
         run.config.data.dataset, data_dir or run.config.data.data_dir, download=False, progress=False
@@ -76,11 +78,10 @@ def export_run(
     pixels = torch.from_numpy(arrays.test_images[:VERIFY_IMAGES]).float()  # (1000, 28, 28)
     with torch.inference_mode():
         reference = run.predict_logits(arrays.test_images[:VERIFY_IMAGES]).double().numpy()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp")
-    os.close(fd)
-    tmp = Path(tmp_name)
-    try:
+    make_dirs(out.parent)
+    with (
+        atomic_path(out) as tmp
+    ):  # a full disk: a WriteError naming `out`, and nothing written  # replaces `out` only if the checks below pass
         if fmt == "onnx":
             _write_onnx(wrapped, pixels[:2], tmp, exporter)
             exported = _run_onnx(tmp, pixels.numpy())
@@ -95,11 +96,7 @@ def export_run(
                 f"{out}: exported model disagrees with PyTorch on {len(pixels)} test images: max |Δlogit| "
                 f"{diff:.2e} (limit {MAX_LOGIT_DIFF:.0e}), argmax agreement {agree}/{len(pixels)}; not written"
             )
-        tmp.chmod(0o644)  # mkstemp makes it 0600; an exported model is meant to be shared
-        os.replace(tmp, out)
-        return report
-    finally:
-        tmp.unlink(missing_ok=True)
+    return report
 
 
 def _write_onnx(module: nn.Module, example: torch.Tensor, path: Path, exporter: str) -> None:
@@ -182,7 +179,9 @@ def _write_torchscript(module: nn.Module, example: torch.Tensor, path: Path) -> 
     with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
         traced = torch.jit.trace(module, example)
-        torch.jit.save(traced, str(path))
+        buffer = io.BytesIO()  # written by Python below: a full disk is an OSError, not a RuntimeError
+        torch.jit.save(traced, buffer)
+    path.write_bytes(buffer.getvalue())
 
 
 def _run_torchscript(path: Path, pixels: torch.Tensor) -> np.ndarray:

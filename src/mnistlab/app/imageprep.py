@@ -17,6 +17,7 @@ becomes an :class:`ImageError` naming the file and the problem.
 from __future__ import annotations
 
 import io
+import stat
 import warnings
 from pathlib import Path
 
@@ -32,6 +33,9 @@ CENTRE = 14.0  # target centre of mass (row, col), 0-based pixel coordinates
 WORK_SIDE = 640  # larger images are first reduced (BOX filter): a digit keeps its shape, the work stays small
 MIN_CONTRAST = 40.0  # --raw only: the brightest ink must stand this many grey levels above the median
 FORMATS = ("PNG", "JPEG", "BMP", "GIF", "WEBP")
+# Larger files are refused unread. Within Pillow's pixel limit (~89.5 M) the largest image file we accept
+# is a raw 16-bit RGBA PNG: 8 bytes x 89.5 M = 716 MB.
+MAX_FILE_BYTES = 1_000_000_000
 
 
 # ---- loading ------------------------------------------------------------------------------------------------
@@ -57,8 +61,7 @@ def load_grey(
         stream: io.BytesIO | Path = io.BytesIO(source)
     else:
         stream = Path(source)
-        if not stream.is_file():
-            raise ImageError(f"{label}: no such file")
+        _check_file(stream, label)
     try:
         with warnings.catch_warnings():
             # Only inside this block: Pillow warns between 1x and 2x MAX_IMAGE_PIXELS; we refuse both. (The
@@ -82,6 +85,36 @@ def load_grey(
     except (OSError, SyntaxError, ValueError, EOFError) as exc:  # truncated or corrupt data
         raise ImageError(f"{label}: cannot decode image: {exc}") from None
     return grey
+
+
+def _check_file(path: Path, label: str) -> None:
+    """Refuse, with the reason, a path that cannot be an image file: missing, a folder, a pipe or device, huge.
+
+    Checked before Pillow opens it: opening a FIFO blocks until a writer comes, and /dev/zero never ends.
+    """
+    try:
+        info = path.stat()
+    except FileNotFoundError:
+        raise ImageError(f"{label}: no such file") from None
+    except OSError as exc:
+        raise ImageError(f"{label}: cannot read ({exc.strerror or exc})") from None
+    mode = info.st_mode
+    if stat.S_ISDIR(mode):
+        raise ImageError(f"{label}: is a folder, not an image file")
+    if not stat.S_ISREG(mode):
+        kinds = {
+            stat.S_IFIFO: "a named pipe",
+            stat.S_IFCHR: "a character device",
+            stat.S_IFBLK: "a block device",
+            stat.S_IFSOCK: "a socket",
+        }
+        kind = kinds.get(stat.S_IFMT(mode), "special")
+        raise ImageError(f"{label}: not a regular file ({kind})")
+    if info.st_size > MAX_FILE_BYTES:
+        raise ImageError(
+            f"{label}: file too large for an image ({info.st_size / 1e6:,.0f} MB; "
+            f"the limit is {MAX_FILE_BYTES / 1e6:,.0f} MB)"
+        )
 
 
 def _check_size(img: Image.Image, label: str, limit: int | None) -> None:

@@ -3,19 +3,16 @@
 from __future__ import annotations
 
 import json
-from enum import Enum
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from mnistlab.api import load_run
+from mnistlab.app.export import ExportFormat
+from mnistlab.app.serve_config import ServeConfig, ServeLimits
 from mnistlab.cli.app import app
-
-
-class ExportFormat(str, Enum):
-    onnx = "onnx"
-    torchscript = "torchscript"
+from mnistlab.errors import MnistlabError
 
 
 @app.command("predict")
@@ -31,15 +28,23 @@ def predict_command(
         bool, typer.Option(help="Skip MNIST-style normalisation: just fix polarity and resize to 28x28.")
     ] = False,
 ) -> None:
-    """Predict the digit in each image. A bad file gets its own error; the exit code is 1 if any failed."""
+    """Predict the digit in each image. A bad file gets its own error; the exit code is 1 if any failed.
+
+    Saving the inputs (--save-input) is a side job: when it fails (a full disk) every prediction is still
+    printed, then one error line, and the exit code is 1.
+    """
     from mnistlab.app.predict import predict_files
     from mnistlab.app.predict import save_input as write_input
 
     run = load_run(run_dir)
     results = predict_files(run, images, raw=raw)
+    unsaved: list[str] = []
     for index, result in enumerate(results):
         if result.error is None and save_input is not None:
-            write_input(result.input_28x28, save_input, index, result.source)
+            try:
+                write_input(result.input_28x28, save_input, index, result.source)
+            except MnistlabError as exc:
+                unsaved.append(str(exc))
         if as_json:
             typer.echo(json.dumps(result.to_json(top_k)))
         elif result.error is not None:
@@ -50,6 +55,10 @@ def predict_command(
     failed = sum(r.error is not None for r in results)
     if failed:
         typer.echo(f"{failed} of {len(results)} files failed", err=True)
+    if unsaved:
+        more = f" (and {len(unsaved) - 1} more)" if len(unsaved) > 1 else ""
+        typer.echo(f"mnistlab: error: --save-input failed: {unsaved[0]}{more}", err=True)
+    if failed or unsaved:
         raise typer.Exit(1)
 
 
@@ -58,25 +67,50 @@ def serve_command(
     run_dir: Annotated[Path, typer.Argument(help="A run folder written by `mnistlab train`.")],
     host: Annotated[
         str, typer.Option(help="Interface to bind; the default is this machine only.")
-    ] = "127.0.0.1",
-    port: Annotated[int, typer.Option(min=1, max=65535, help="TCP port.")] = 8000,
+    ] = ServeConfig.host,
+    port: Annotated[
+        int, typer.Option(min=0, max=65535, help="TCP port; 0 picks a free one.")
+    ] = ServeConfig.port,
+    workers: Annotated[
+        int,
+        typer.Option(min=1, max=64, help="Server processes sharing the port, each with its own model copy."),
+    ] = ServeConfig.workers,
+    request_timeout: Annotated[
+        float,
+        typer.Option(
+            min=0.001, help="Seconds a request's headers, then its body, may take to arrive; then 408."
+        ),
+    ] = ServeLimits.request_timeout,
+    max_in_flight: Annotated[
+        int, typer.Option(min=1, help="Requests in progress per worker; more get 503 with Retry-After.")
+    ] = ServeLimits.max_in_flight,
+    torch_threads: Annotated[
+        int, typer.Option(min=1, help="torch threads of each worker's one inference thread.")
+    ] = ServeLimits.torch_threads,
 ) -> None:
     """Serve the draw-a-digit page and the JSON API (POST /api/predict, GET /api/model, GET /healthz)."""
-    import uvicorn
+    from mnistlab.app.serving import bind, serve, url
 
-    from mnistlab.app.server import create_app
-
-    run = load_run(run_dir)
-    typer.echo(f"mnistlab: serving {run_dir} at http://{host}:{port}/  (Ctrl-C to stop)")
-    uvicorn.run(create_app(run), host=host, port=port, log_level="warning")
+    limits = ServeLimits(
+        request_timeout=request_timeout, max_in_flight=max_in_flight, torch_threads=torch_threads
+    )
+    config = ServeConfig(str(run_dir), host=host, port=port, workers=workers, limits=limits)
+    sock = bind(host, port)  # first: a taken port is the only message, before any "serving"
+    try:
+        run = load_run(run_dir)
+    except BaseException:
+        sock.close()
+        raise
+    processes = f"{workers} worker processes" if workers > 1 else "1 process"
+    bound_url = url(host, sock.getsockname()[1])
+    typer.echo(f"mnistlab: serving {run_dir} at {bound_url}  ({processes}; Ctrl-C to stop)")
+    serve(config, sock, run)
 
 
 @app.command("export")
 def export_command(
     run_dir: Annotated[Path, typer.Argument(help="A run folder written by `mnistlab train`.")],
-    format: Annotated[
-        ExportFormat, typer.Option("--format", help="onnx or torchscript.")
-    ] = ExportFormat.onnx,
+    format: Annotated[ExportFormat, typer.Option("--format", help="onnx or torchscript.")] = "onnx",
     out: Annotated[
         Path | None, typer.Option(help="Output file (default: RUN_DIR/model.onnx or model.torchscript.pt).")
     ] = None,
@@ -93,7 +127,7 @@ def export_command(
     from mnistlab.app.export import export_run
 
     run = load_run(run_dir)
-    fmt = format.value
+    fmt = format
     target = out or Path(run_dir) / ("model.onnx" if fmt == "onnx" else "model.torchscript.pt")
     report = export_run(run, fmt, target, exporter="dynamo" if dynamo else "legacy")
     typer.echo(

@@ -5,7 +5,6 @@ extras of `mnistlab train` (--seeds, --report, --tensorboard), which train_cmd h
 from __future__ import annotations
 
 import time
-from enum import Enum
 from pathlib import Path
 from typing import Annotated
 
@@ -14,24 +13,13 @@ import typer
 from mnistlab.cli.app import app
 from mnistlab.config import TrainConfig
 from mnistlab.errors import ConfigError
-
-
-class Experiment(str, Enum):
-    preprocessing = "preprocessing"
-    batch_size = "batch-size"
-    loss = "loss"
-    overfitting = "overfitting"
-    models = "models"
-
-
-class LrScaling(str, Enum):
-    none = "none"
-    linear = "linear"
+from mnistlab.lab import EXPERIMENTS
+from mnistlab.lab.common import LrScaling
 
 
 @app.command("lab")
 def lab_command(
-    name: Annotated[Experiment, typer.Argument(help="Which experiment to run.")],
+    name: Annotated[str, typer.Argument(help="Which experiment: " + ", ".join(EXPERIMENTS) + ".")],
     quick: Annotated[
         bool, typer.Option(help="Smaller data and fewer epochs/seeds: about 2 minutes on 2 cores.")
     ] = False,
@@ -42,7 +30,7 @@ def lab_command(
         typer.Option(
             help="batch-size only: scale the lr linearly with the batch size (full mode shows both)."
         ),
-    ] = LrScaling.none,
+    ] = "none",
     threads: Annotated[
         int | None, typer.Option(help="CPU threads for torch (default: torch's choice).")
     ] = None,
@@ -50,20 +38,17 @@ def lab_command(
     """Run one of the lecture's experiments; writes figures, report.html/.md, numbers and config.json."""
     import torch
 
-    from mnistlab.lab import LabOptions, run_experiment
+    from mnistlab.lab import LabOptions, experiment
+    from mnistlab.runs import create_run_dir, recording_errors
 
+    run = experiment(name)  # an unknown name fails here, before a folder is made
     if threads is not None:
         torch.set_num_threads(threads)
-    options = LabOptions(quick=quick, out=out, seed=seed, lr_scaling=lr_scaling.value, threads=threads)
-    if options.out is None:
-        from datetime import datetime
-
-        options.out = Path("lab") / f"{datetime.now():%Y%m%d-%H%M%S}-{name.value}"
+    folder = create_run_dir(out, name, root="lab")
     t0 = time.perf_counter()
-    run_experiment(name.value, options)
-    typer.echo(
-        f"lab {name.value}: done in {time.perf_counter() - t0:.0f} s; open {options.out / 'report.html'}"
-    )
+    with recording_errors(folder):  # error.txt beside what was written, e.g. when the disk is full
+        run(LabOptions(quick=quick, out=folder, seed=seed, lr_scaling=lr_scaling, threads=threads))
+    typer.echo(f"lab {name}: done in {time.perf_counter() - t0:.0f} s; open {folder / 'report.html'}")
 
 
 @app.command("report")
@@ -79,18 +64,41 @@ def report_command(
     typer.echo(f"report: {path}")
 
 
+def _check_extras(
+    config: TrainConfig, resume: bool, overwrite: bool, seeds: int, report: bool, tensorboard: bool
+) -> None:
+    """The combinations of train's extras that cannot work, as one-line ConfigErrors before anything runs."""
+    if config.dry_run and (seeds != 1 or report):
+        raise ConfigError("--dry-run writes nothing, so it cannot be combined with --seeds or --report")
+    if resume and seeds != 1:
+        raise ConfigError("--resume continues one run; it cannot be combined with --seeds")
+    if overwrite and seeds != 1:
+        raise ConfigError("--overwrite replaces one run; it cannot be combined with --seeds")
+    if config.members > 1 and (seeds != 1 or tensorboard):
+        raise ConfigError(
+            "--members trains one committee: it cannot be combined with --seeds or --tensorboard"
+        )
+
+
 def train_with_extras(
-    config: TrainConfig, *, seeds: int = 1, report: bool = False, tensorboard: bool = False
+    config: TrainConfig,
+    *,
+    resume: Path | None = None,
+    overwrite: bool = False,
+    seeds: int = 1,
+    report: bool = False,
+    tensorboard: bool = False,
 ) -> None:
     """Train ``config`` once or once per seed, with TensorBoard events and/or the HTML report per run."""
+    from mnistlab.api import train
     from mnistlab.lab.repeat import format_mean_std, train_seeds
     from mnistlab.lab.tensorboard import TensorBoardLogger, check_tensorboard
-    from mnistlab.training.fit import default_run_dir, fit
+    from mnistlab.runs import create_run_dir
+    from mnistlab.training.distributed import is_main_process
 
     if tensorboard:
         check_tensorboard()  # fail before training, not after
-    if config.dry_run and (seeds != 1 or report):
-        raise ConfigError("--dry-run writes nothing, so it cannot be combined with --seeds or --report")
+    _check_extras(config, resume is not None, overwrite, seeds, report, tensorboard)
     loggers: list = []
 
     def callbacks_for(run_dir: Path) -> list:
@@ -103,15 +111,21 @@ def train_with_extras(
         for logger in loggers:
             logger.close()
         loggers.clear()
-        if report and run.path is not None:
+        if (
+            report and run.path is not None and is_main_process()
+        ):  # a committee's Run has a path on every rank
             from mnistlab.evaluation.report import run_report
 
             typer.echo(f"report: {run_report(run.path)}")
 
     if seeds == 1:
-        config.out = config.out or str(default_run_dir(config))
-        run = fit(config, callbacks=callbacks_for(Path(config.out)))
-        after_run(run)
+        folder = resume
+        if folder is None and not config.dry_run and is_main_process():  # rank 0 alone makes folders
+            # the callbacks need it before training (train() empties it first when overwriting)
+            folder = create_run_dir(config.out, config.model.name, overwrite=overwrite)
+            config.out = str(folder)
+        callbacks = callbacks_for(folder) if folder else []
+        after_run(train(config, resume=resume, overwrite=overwrite, callbacks=callbacks))
         return
     summary = train_seeds(config, seeds, callbacks_for=callbacks_for, after_run=after_run)
     typer.echo(

@@ -9,129 +9,32 @@ from typing import Annotated
 
 import typer
 
-from mnistlab.api import load_run, recipe, train
+from mnistlab.api import load_run, train
 from mnistlab.cli.app import app
-from mnistlab.config import TrainConfig
+from mnistlab.cli.config_options import ConfigFlags, config_from_flags, resume_safe_flags, with_config_options
 from mnistlab.errors import ConfigError
 from mnistlab.training import distributed
 
-R = "default: the model's recipe"  # help suffix for options whose default depends on --model
-
-
-class Optimizer(str, Enum):
-    sgd = "sgd"
-    adam = "adam"
-    adamw = "adamw"
-
-
-class Schedule(str, Enum):
-    constant = "constant"
-    step = "step"
-    cosine = "cosine"
-    onecycle = "onecycle"
-
-
-class Normalize(str, Enum):
-    standardize = "standardize"
-    center = "center"
-    scale = "scale"
-    raw = "raw"
-
-
-class NormStats(str, Enum):
-    global_ = "global"
-    per_pixel = "per-pixel"
-
-
-class Monitor(str, Enum):
-    val_loss = "val_loss"
-    val_accuracy = "val_accuracy"
-
-
-def parse_hidden(text: str | None) -> tuple[int, ...] | None:
-    if text is None:
-        return None
-    try:
-        widths = tuple(int(part) for part in text.split(",") if part.strip())
-    except ValueError:
-        raise ConfigError(f"--hidden must be comma-separated integers like 512,256, got {text!r}") from None
-    if not widths or min(widths) < 1:
-        raise ConfigError(f"--hidden needs at least one width >= 1, got {text!r}")
-    return widths
-
-
-def build_config(model: str, overrides: dict[str, dict[str, object]]) -> TrainConfig:
-    """Start from the model's recipe and apply the flags the user actually gave (None = not given)."""
-    config = recipe(model)
-    for section, values in overrides.items():
-        target = config if section == "run" else getattr(config, section)
-        for key, value in values.items():
-            if value is not None:
-                setattr(target, key, value.value if isinstance(value, Enum) else value)
-    return config.validate()
+RESUME_HELP = (
+    "Continue the interrupted run in this folder. Other flags must match its config, except "
+    + ", ".join(resume_safe_flags())
+    + " (e.g. more --epochs), which are recorded in its summary's config_history."
+)
 
 
 @app.command("train")
+@with_config_options()  # one flag per TrainConfig field, e.g. --lr, --val-size, --warmup
 def train_command(
     ctx: typer.Context,
-    model: Annotated[
-        str, typer.Option(help="Model name: cnn, mlp, lenet5, lenet-wide, pytorch-example.")
-    ] = "cnn",
-    dataset: Annotated[str, typer.Option(help="Dataset name: mnist, fashion-mnist, kmnist.")] = "mnist",
-    data_dir: Annotated[
-        Path | None, typer.Option(help="Folder with the four IDX files (.gz or plain).")
-    ] = None,
-    download: Annotated[bool, typer.Option(help="Download the dataset when no local copy is found.")] = True,
-    epochs: Annotated[int | None, typer.Option(help=f"Maximum passes over the training split ({R}).")] = None,
-    batch_size: Annotated[int | None, typer.Option(help=f"Images per optimiser step, global ({R}).")] = None,
-    lr: Annotated[float | None, typer.Option(help=f"Peak learning rate ({R}).")] = None,
-    optimizer: Annotated[Optimizer | None, typer.Option(help=f"Optimiser ({R}).")] = None,
-    schedule: Annotated[
-        Schedule | None, typer.Option(help=f"Learning-rate schedule, per step ({R}).")
-    ] = None,
-    momentum: Annotated[float | None, typer.Option(help=f"SGD momentum ({R}).")] = None,
-    nesterov: Annotated[bool | None, typer.Option(help=f"Nesterov momentum for SGD ({R}).")] = None,
-    weight_decay: Annotated[float | None, typer.Option(help=f"L2 weight decay ({R}).")] = None,
-    label_smoothing: Annotated[float | None, typer.Option(help="Label smoothing in [0, 1).")] = None,
-    hidden: Annotated[
-        str | None, typer.Option(help="MLP hidden widths, comma-separated, e.g. 512,256.")
-    ] = None,
-    dropout: Annotated[float | None, typer.Option(help=f"Dropout probability ({R}).")] = None,
-    width: Annotated[
-        float | None, typer.Option(help="Multiplier of conv channel counts (1.0 = default).")
-    ] = None,
-    val_size: Annotated[
-        int | None, typer.Option(help="Images held out of the 60,000 for validation.")
-    ] = None,
-    train_subset: Annotated[int | None, typer.Option(help="Train on only this many images.")] = None,
-    normalize: Annotated[
-        Normalize | None, typer.Option(help="Input transform fitted on the train split.")
-    ] = None,
-    norm_stats: Annotated[
-        NormStats | None, typer.Option(help="One mean/std for all pixels, or per pixel.")
-    ] = None,
-    patience: Annotated[int | None, typer.Option(help="Early stopping: epochs without improvement.")] = None,
-    monitor: Annotated[Monitor | None, typer.Option(help="Validation metric for early stopping.")] = None,
-    seed: Annotated[int, typer.Option(help="Random seed (init, split, data order).")] = 0,
-    device: Annotated[
-        str, typer.Option(help="auto, cpu, cuda or cuda:N (auto picks CUDA if present).")
-    ] = "auto",
-    threads: Annotated[
-        int | None, typer.Option(help="CPU threads for torch (default: torch's choice).")
-    ] = None,
-    channels_last: Annotated[bool | None, typer.Option(help="channels_last memory format.")] = None,
-    amp: Annotated[bool | None, typer.Option(help="bf16 autocast.")] = None,
-    compile: Annotated[bool | None, typer.Option("--compile/--no-compile", help="torch.compile.")] = None,
-    cuda_graphs: Annotated[
-        bool | None,
+    config_flags: ConfigFlags,
+    resume: Annotated[Path | None, typer.Option(help=RESUME_HELP)] = None,
+    overwrite: Annotated[
+        bool,
         typer.Option(
-            help="On CUDA, replay each training step as one CUDA graph (default on; off with --compile)."
+            help="Replace the earlier run in --out (e.g. one stopped before its first checkpoint); "
+            "refused for a folder that holds no mnistlab run."
         ),
-    ] = None,
-    max_steps: Annotated[int | None, typer.Option(help="Stop each epoch after this many steps.")] = None,
-    out: Annotated[Path | None, typer.Option(help="Run folder (default: runs/<timestamp>-<model>).")] = None,
-    resume: Annotated[Path | None, typer.Option(help="Continue the interrupted run in this folder.")] = None,
-    dry_run: Annotated[bool, typer.Option(help="Run a few batches, write nothing, and stop.")] = False,
+    ] = False,
     seeds: Annotated[
         int, typer.Option(help="Train once per seed (seed..seed+N-1), each in OUT/seed-K, plus a summary.")
     ] = 1,
@@ -141,83 +44,47 @@ def train_command(
     tensorboard: Annotated[
         bool, typer.Option(help="Also write TensorBoard event files (RUN/tensorboard).")
     ] = False,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print only errors.")] = False,
     nproc: Annotated[
         int | None,
         typer.Option(
-            help="Data-parallel: launch this many processes on this machine with torchrun "
-            "(one per GPU, or CPU processes); --batch-size stays the global batch."
+            help="Launch this many processes on this machine with torchrun (one per GPU, or CPU "
+            "processes). One run: data-parallel, --batch-size stays the global batch. A committee "
+            "(--members N): member K trains whole on process K % nproc, no gradients exchanged."
         ),
     ] = None,
 ) -> None:
-    """Train a model (default: the fast CNN on MNIST), then score the test set once."""
+    """Train a model (default: the fast CNN on MNIST), then score the test set once.
+
+    --members N trains a committee: N runs in RUN/members/K (seeds seed..seed+N-1, one validation split),
+    combined by the mean of their softmax outputs. Alone, --members N uses the committee recipe (the best
+    member recipe, with distortions); with --model X, X's long-budget recipe.
+    """
     if nproc is not None:
-        _launch_torchrun(nproc, ctx, resume, model, batch_size)
+        _launch_torchrun(nproc, ctx, resume, config_flags)
         return
-    if resume is not None:
-        train(resume=resume)
-        return
-    config = build_config(
-        model,
-        {
-            "data": {
-                "dataset": dataset,
-                "data_dir": str(data_dir) if data_dir else None,
-                "download": download,
-                "val_size": val_size,
-                "train_subset": train_subset,
-                "normalize": normalize,
-                "norm_stats": norm_stats,
-            },
-            "model": {"hidden": parse_hidden(hidden), "dropout": dropout, "width": width},
-            "optim": {
-                "optimizer": optimizer,
-                "lr": lr,
-                "schedule": schedule,
-                "momentum": momentum,
-                "nesterov": nesterov,
-                "weight_decay": weight_decay,
-                "label_smoothing": label_smoothing,
-            },
-            "run": {
-                "epochs": epochs,
-                "batch_size": batch_size,
-                "patience": patience,
-                "monitor": monitor,
-                "seed": seed,
-                "device": device,
-                "threads": threads,
-                "channels_last": channels_last,
-                "amp": amp,
-                "compile": compile,
-                "cuda_graphs": cuda_graphs,
-                "max_steps": max_steps,
-                "out": str(out) if out else None,
-                "dry_run": dry_run,
-                "quiet": quiet,
-            },
-        },
-    )
+    config = config_from_flags(config_flags, resume)
     if seeds != 1 or report or tensorboard:
         from mnistlab.cli.lab_cmd import train_with_extras
 
-        train_with_extras(config, seeds=seeds, report=report, tensorboard=tensorboard)
+        train_with_extras(
+            config, resume=resume, overwrite=overwrite, seeds=seeds, report=report, tensorboard=tensorboard
+        )
         return
-    train(config)
+    train(config, resume=resume, overwrite=overwrite)
 
 
-def _launch_torchrun(
-    nproc: int, ctx: typer.Context, resume: Path | None, model: str, batch_size: int | None
-) -> None:
+def _launch_torchrun(nproc: int, ctx: typer.Context, resume: Path | None, flags: ConfigFlags) -> None:
     """Re-run this very command line, minus --nproc, in ``nproc`` processes under torchrun."""
     if nproc < 1:
         raise ConfigError(f"--nproc must be >= 1, got {nproc}")
-    if resume is None:  # fail here, once, rather than in every process
-        global_batch = batch_size if batch_size is not None else recipe(model).batch_size
-        if global_batch % nproc:
-            raise ConfigError(
-                f"--batch-size {global_batch} is the global batch and must divide by --nproc {nproc}"
-            )
+    config = config_from_flags(flags, resume)  # fail here, once, not in every process
+    if config.engine == "numpy":
+        raise ConfigError(f"--nproc {nproc}: --engine numpy trains in one process")
+    global_batch = config.batch_size
+    if config.members == 1 and global_batch % nproc:  # a committee's members each train alone
+        raise ConfigError(
+            f"--batch-size {global_batch} is the global batch and must divide by --nproc {nproc}"
+        )
     code = distributed.launch(nproc, ["train", *forwarded_options(ctx, skip=("nproc",))])
     if code:
         raise typer.Exit(code)

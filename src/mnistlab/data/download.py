@@ -18,9 +18,9 @@ from typing import Any, BinaryIO
 
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
 
-from mnistlab.data.idx import atomic_write_path
 from mnistlab.data.registry import DatasetSpec
 from mnistlab.errors import DataError
+from mnistlab.fileio import atomic_path
 
 log = logging.getLogger(__name__)
 
@@ -69,7 +69,7 @@ def _fetch(
     """Download ``url`` to ``target`` atomically; raise on network errors or a checksum mismatch."""
     task = progress.add_task(url.rsplit("/", 1)[-1], total=total)
     try:
-        with atomic_write_path(target) as tmp:
+        with atomic_path(target) as tmp:
             with opener(url, timeout=timeout) as response, tmp.open("wb") as out:
                 if total is None:
                     progress.update(task, total=_content_length(response))

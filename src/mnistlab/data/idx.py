@@ -9,18 +9,16 @@ Every problem is raised as :class:`~mnistlab.errors.DataError` with the file nam
 
 from __future__ import annotations
 
-import contextlib
 import gzip
-import os
-import tempfile
 import zlib
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from types import MappingProxyType
 
 import numpy as np
 
 from mnistlab.errors import DataError
+from mnistlab.fileio import atomic_path
 
 GZIP_MAGIC = b"\x1f\x8b"
 MAX_NDIM = 4  # MNIST-format data has 1 (labels) or 3 (images) dims; 4 leaves room for e.g. colour
@@ -37,25 +35,6 @@ IDX_DTYPES: Mapping[int, np.dtype] = MappingProxyType(
     }
 )
 UBYTE = 0x08
-
-
-@contextlib.contextmanager
-def atomic_write_path(path: str | Path) -> Iterator[Path]:
-    """Yield a temporary path next to ``path``; on success it replaces ``path`` in one ``os.replace``.
-
-    The temp file lives in the same directory so the final rename never crosses file systems, and a reader
-    never sees a half-written file (e.g. after Ctrl-C or a full disk). On failure the temp file is removed.
-    """
-    path = Path(path)
-    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    tmp = Path(tmp_name)
-    try:
-        yield tmp
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
 
 
 # ---- reading ------------------------------------------------------------------------------------------
@@ -190,7 +169,7 @@ def write_idx(path: str | Path, array: np.ndarray) -> None:
     path = Path(path)
     payload = idx_bytes(array)
     try:
-        with atomic_write_path(path) as tmp, tmp.open("wb") as f:
+        with atomic_path(path) as tmp, tmp.open("wb") as f:
             if path.name.endswith(".gz"):
                 with gzip.GzipFile(filename="", mode="wb", fileobj=f, mtime=0) as gz:
                     gz.write(payload)

@@ -15,15 +15,14 @@ so a checkpoint always records what the training data looked like.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Literal, get_args
+from typing import Any, get_args
 
 import numpy as np
 import torch
 
+from mnistlab.config import Normalize as Mode  # the modes are declared once, with the config field
+from mnistlab.config import NormStats as Stats
 from mnistlab.errors import DataError
-
-Mode = Literal["standardize", "center", "scale", "raw"]
-Stats = Literal["global", "per-pixel"]
 
 # MNIST's outer pixels are 0 in every training image, so their per-pixel std is 0 and (x - mean) / std would
 # be 0/0 in training and a huge value for any test image with ink there. Clamping the std to 1 pixel unit

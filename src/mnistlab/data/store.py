@@ -237,7 +237,12 @@ def _store_cached(entry: Path, arrays: dict[str, np.ndarray]) -> None:
 
 
 def _prune_stale(entry: Path) -> None:
-    """Remove other cache entries of the same dataset; they belong to files that have since changed."""
+    """Remove every other cache entry of the same dataset, stale or not.
+
+    The key covers the source folder as well as the files, so this also deletes the cache of the same dataset
+    read from another folder (e.g. another --data-dir): one decoded copy per dataset is kept, the newest.
+    Loading from the other folder again decodes its files again (a few hundred ms) and takes the cache back.
+    """
     dataset = entry.name[: -(KEY_CHARS + 1)]
     pattern = re.compile(re.escape(dataset) + rf"-[0-9a-f]{{{KEY_CHARS}}}")
     for other in entry.parent.iterdir():

@@ -1,20 +1,21 @@
 """Matplotlib figures for reports and lab experiments, drawn with the non-interactive Agg backend.
 
-Every function returns a ``Figure``; :func:`save_figure` writes it as a PNG (atomically) and closes it. The
-Agg backend is selected on the figure itself (``FigureCanvasAgg``), so importing this module changes no
-global matplotlib state and never opens a window.
+Every function returns a ``Figure``; :func:`save_figure` writes it as a PNG (atomically) and leaves it open.
+No figure needs closing: they are made without pyplot, so nothing global holds them and they are freed like
+any object. The Agg backend is selected on the figure itself (``FigureCanvasAgg``), so importing this module
+changes no global matplotlib state and never opens a window.
 """
 
 from __future__ import annotations
 
-import os
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+
+from mnistlab.fileio import atomic_save_figure, make_dirs
 
 DPI = 80  # small PNGs (docs keep each under 150 KB) that still read well in a browser
 
@@ -28,19 +29,10 @@ def new_figure(ncols: int = 1, nrows: int = 1, size: tuple[float, float] = (6.4,
 
 
 def save_figure(fig: Figure, path: str | Path) -> Path:
-    """Write ``fig`` as PNG to ``path`` (temp file + os.replace) and return the path."""
+    """Write ``fig`` as PNG to ``path`` atomically (creating its folder) and return the path."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".png.tmp")
-    os.close(fd)
-    try:
-        fig.savefig(tmp, format="png", dpi=DPI)
-        os.chmod(tmp, 0o644)  # mkstemp creates 0600
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return path
+    make_dirs(path.parent)
+    return atomic_save_figure(path, fig, DPI)
 
 
 def learning_curves(history: Sequence[dict]) -> Figure:

@@ -12,7 +12,6 @@ import html
 import io
 import json
 import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -21,6 +20,7 @@ import torch
 
 from mnistlab.evaluation import plots
 from mnistlab.evaluation.metrics import classification_report
+from mnistlab.fileio import atomic_write, make_dirs
 
 _STYLE = """
 body { font-family: system-ui, sans-serif; max-width: 1000px; margin: 2em auto; padding: 0 1em;
@@ -34,17 +34,8 @@ code { background: #f3f3f3; padding: 0 0.2em; }
 """
 
 
-def write_text_atomic(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-        f.write(text)
-    os.chmod(tmp, 0o644)  # mkstemp creates 0600; reports are meant to be shared
-    os.replace(tmp, path)
-
-
 def write_json(path: Path, data: object) -> None:
-    write_text_atomic(path, json.dumps(data, indent=2) + "\n")
+    atomic_write(path, json.dumps(data, indent=2) + "\n")
 
 
 def write_csv(path: Path, rows: list[dict]) -> None:
@@ -54,7 +45,7 @@ def write_csv(path: Path, rows: list[dict]) -> None:
         writer = csv.DictWriter(buffer, fieldnames=list(rows[0]), lineterminator="\n")
         writer.writeheader()
         writer.writerows(rows)
-    write_text_atomic(path, buffer.getvalue())
+    atomic_write(path, buffer.getvalue())
 
 
 @dataclass
@@ -82,9 +73,10 @@ class Report:
     def write(self, out_dir: Path) -> tuple[Path, Path]:
         """Write report.html and report.md into ``out_dir``; figure paths are relative to it in the .md."""
         out_dir = Path(out_dir)
+        make_dirs(out_dir)
         html_path, md_path = out_dir / "report.html", out_dir / "report.md"
-        write_text_atomic(html_path, self.to_html())
-        write_text_atomic(md_path, self.to_markdown(out_dir))
+        atomic_write(html_path, self.to_html())
+        atomic_write(md_path, self.to_markdown(out_dir))
         return html_path, md_path
 
     def to_html(self) -> str:
@@ -162,10 +154,11 @@ def run_report(
     confusion_matrix.png, mistakes.png, unsure_correct.png, per_class.csv, report.json, report.html/.md.
     """
     from mnistlab.data import load_dataset
-    from mnistlab.training.run import load_run
+    from mnistlab.runs import load_run
 
     run = load_run(run_dir)
     out_dir = Path(out) if out else Path(run_dir) / "report"
+    make_dirs(out_dir)
     cfg = run.config.data
     arrays = load_dataset(cfg.dataset, data_dir or cfg.data_dir, download=cfg.download, progress=False)
     images = arrays.test_images  # uint8 (N, 28, 28)
@@ -174,7 +167,6 @@ def run_report(
     confidence, predicted = probs.max(dim=1)
     result = classification_report(predicted, labels, num_classes=probs.shape[1])
     accuracy = (predicted == labels).double().mean().item()
-    cm = result["confusion_matrix"]
 
     report = Report(f"Run report: {Path(run_dir).name}")
     if run.history:
@@ -182,10 +174,39 @@ def run_report(
         report.figure(plots.save_figure(fig, out_dir / "learning_curves.png"), "Loss and accuracy per epoch.")
     report.figure(
         plots.save_figure(
-            plots.confusion_heatmap(cm, "Test confusion matrix"), out_dir / "confusion_matrix.png"
+            plots.confusion_heatmap(result["confusion_matrix"], "Test confusion matrix"),
+            out_dir / "confusion_matrix.png",
         ),
         "Rows: true digit; columns: what the model said. Off-diagonal cells are mistakes.",
     )
+    gallery_rows = _galleries(report, out_dir, images, labels, predicted, confidence)
+    s = run.summary
+    report.text(
+        f"Test accuracy {100 * accuracy:.2f} % on {len(labels):,} images "
+        f"({int((predicted != labels).sum()):,} mistakes), macro F1 {result['macro_f1']:.4f}. "
+        f"{_describe_model(run.config.model.name, s)} The test set was not used to choose anything."
+    )
+    if s.get("kind") == "committee":
+        _committee_section(report, s)
+    _per_class_section(report, result["per_class"])
+    write_csv(out_dir / "per_class.csv", result["per_class"])
+    write_json(
+        out_dir / "report.json",
+        {"run": str(run_dir), "test_accuracy": accuracy, "images": len(labels)} | result | gallery_rows,
+    )
+    html_path, _ = report.write(out_dir)
+    return html_path
+
+
+def _galleries(
+    report: Report,
+    out_dir: Path,
+    images: np.ndarray,
+    labels: torch.Tensor,
+    predicted: torch.Tensor,
+    confidence: torch.Tensor,
+) -> dict[str, list[dict]]:
+    """The most confident mistakes and the least confident right answers, as figures and as rows."""
     wrong = torch.nonzero(predicted != labels).flatten()
     wrong = wrong[confidence[wrong].argsort(descending=True)][:GALLERY_SIZE]
     right = torch.nonzero(predicted == labels).flatten()
@@ -194,7 +215,7 @@ def run_report(
         (wrong, "mistakes.png", "Most confident mistakes", "the model was sure and wrong."),
         (right, "unsure_correct.png", "Least confident correct answers", "right, but only just."),
     )
-    gallery_rows = {}
+    rows = {}
     for index, name, title, caption in galleries:
         idx = index.tolist()
         captions = [f"true {labels[i]} → {predicted[i]}\np={confidence[i]:.2f}" for i in idx]
@@ -202,7 +223,7 @@ def run_report(
         report.figure(
             plots.save_figure(fig, out_dir / name), f"{title}: {caption} (p = the model's probability)"
         )
-        gallery_rows[name.removesuffix(".png")] = [
+        rows[name.removesuffix(".png")] = [
             {
                 "index": i,
                 "true": int(labels[i]),
@@ -211,18 +232,54 @@ def run_report(
             }
             for i in idx
         ]
-    s = run.summary
-    report.text(
-        f"Test accuracy {100 * accuracy:.2f} % on {len(labels):,} images "
-        f"({int((predicted != labels).sum()):,} mistakes), macro F1 {result['macro_f1']:.4f}. "
-        f"Model `{run.config.model.name}`, {s.get('epochs_run', '?')} epochs, best epoch by validation "
-        f"{s.get('best_epoch', '?')}. The test set was not used to choose anything."
+    return rows
+
+
+def _describe_model(name: str, s: dict) -> str:
+    if s.get("kind") == "committee":
+        return (
+            f"A committee of {s['members']} `{name}` members ({s['combine']} of their softmax outputs; "
+            "each member's epoch chosen on validation)."
+        )
+    return f"Model `{name}`, {s.get('epochs_run', '?')} epochs, best epoch by validation {s.get('best_epoch', '?')}."
+
+
+def _committee_section(report: Report, s: dict) -> None:
+    """Each member beside the committee: validation and test accuracy, and the errors they share."""
+    report.heading("The committee and its members")
+    rows = [
+        [
+            f"member {m['member']} (seed {m['seed']})",
+            _percent(m["val_accuracy"]),
+            _percent(m["test_accuracy"]),
+        ]
+        for m in s["member_runs"]
+    ]
+    mv, mt = s.get("member_val_accuracy"), s["member_test_accuracy"]
+    rows.append(["members: mean ± std", _mean_std(mv), _mean_std(mt)])
+    rows.append(
+        [f"committee ({s['combine']})", _percent(s.get("val_accuracy")), _percent(s["test_accuracy"])]
     )
+    report.table(["", "validation accuracy", "test accuracy"], rows)
+    report.text(
+        f"Test errors: the committee makes {s['test_errors']}; {s['test_errors_shared_by_all_members']} "
+        f"images are wrong for every member, {s['test_errors_of_any_member']} for at least one."
+    )
+
+
+def _percent(value: float | None) -> str:
+    return "" if value is None else f"{100 * value:.2f} %"
+
+
+def _mean_std(agg: dict | None) -> str:
+    return "" if agg is None else f"{100 * agg['mean']:.2f} ± {100 * agg['std']:.2f} %"
+
+
+def _per_class_section(report: Report, per_class: list[dict]) -> None:
     report.heading("Per-class precision, recall and F1")
     report.text(
         "Precision: of the images called digit d, the share that were d. Recall: of the d's, the share found."
     )
-    per_class = result["per_class"]
     report.table(
         ["digit", "precision", "recall", "F1", "images"],
         [
@@ -230,10 +287,3 @@ def run_report(
             for c in per_class
         ],
     )
-    write_csv(out_dir / "per_class.csv", per_class)
-    write_json(
-        out_dir / "report.json",
-        {"run": str(run_dir), "test_accuracy": accuracy, "images": len(labels)} | result | gallery_rows,
-    )
-    html_path, _ = report.write(out_dir)
-    return html_path

@@ -18,6 +18,9 @@ EXPERIMENTS = {
     "loss": "mnistlab.lab.loss",
     "overfitting": "mnistlab.lab.overfitting",
     "models": "mnistlab.lab.models",
+    "gradient-noise": "mnistlab.lab.gradient_noise",
+    "augment": "mnistlab.lab.augment",
+    "committee": "mnistlab.lab.committee",
 }
 
 

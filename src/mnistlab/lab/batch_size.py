@@ -26,6 +26,7 @@ from mnistlab.lab.common import (
 )
 from mnistlab.models import build_model
 from mnistlab.recipes import recipe
+from mnistlab.training.trainer import Splits
 
 FULL = 0  # stands for "the whole training split" in the batch-size lists
 
@@ -67,63 +68,74 @@ def run(options: LabOptions) -> Report:
     s = settings(options.quick, options.lr_scaling)
     write_config(out, "batch-size", options, s)
     splits = load_splits(_config(s, 1, s["base_lr"], options.seed))  # preprocessing: standardise
-    n_full = len(splits.train)
     rows, curves = [], []
     for scaling in s["scalings"]:
         for b in s["batch_sizes"]:
-            batch = n_full if b == FULL else b
-            train = splits.train
-            if batch == 1:
-                train = TensorSplit(train.images[: s["batch1_subset"]], train.labels[: s["batch1_subset"]])
-            lr = s["base_lr"] * (batch / s["reference_batch"] if scaling == "linear" else 1.0)
-            cfg = _config(s, batch, lr, options.seed)
-            torch.manual_seed(options.seed)
-            model = build_model("mlp", hidden=cfg.model.hidden, dropout=0.0)
-            results = train_epochs(model, train, splits.val, cfg, epochs=s["epochs"])
-            diverged = not math.isfinite(results[-1].train_loss)
-            seconds = [r.seconds for r in results]
-            reached = next(
-                (i for i, r in enumerate(results) if r.val_accuracy >= s["target_val_accuracy"]), None
-            )
-            per_epoch = float(np.median(seconds)) * n_full / len(train)  # extrapolated when on a subset
-            rows.append(
-                {
-                    "lr_scaling": scaling,
-                    "batch_size": batch,
-                    "lr": lr,
-                    "train_images": len(train),
-                    "updates_per_epoch": updates_per_epoch(len(train), batch),
-                    "seconds_per_epoch": round(per_epoch, 3),
-                    "seconds_extrapolated": len(train) != n_full,
-                    "seconds_to_target": None if reached is None else round(sum(seconds[: reached + 1]), 3),
-                    "final_val_accuracy": results[-1].val_accuracy,
-                    "test_accuracy": None if diverged else test_accuracy(model, splits.test),
-                    "diverged": diverged,
-                }
-            )
-            curves.append(
-                {
-                    "lr_scaling": scaling,
-                    "batch_size": batch,
-                    "cumulative_seconds": np.cumsum(seconds).tolist(),
-                    "val_accuracy": [r.val_accuracy for r in results],
-                }
-            )
+            row, curve = _train_one(s, splits, scaling, b, options.seed)
+            rows.append(row)
+            curves.append(curve)
     write_csv(out / "results.csv", rows)
     write_json(out / "curves.json", curves)
-    main_fig = _main_figure(out, rows, n_full)
-    time_fig = _convergence_figure(out, curves, s)
+    report = _report(out, rows, curves, s, len(splits.train), options.quick)
+    report.write(out)
+    return report
 
+
+def _train_one(s: dict, splits: Splits, scaling: str, b: int, seed: int) -> tuple[dict, dict]:
+    """Train the MLP at batch size ``b`` (FULL: the whole split); its results row and convergence curve."""
+    n_full = len(splits.train)
+    batch = n_full if b == FULL else b
+    train = splits.train
+    if batch == 1:
+        train = TensorSplit(train.images[: s["batch1_subset"]], train.labels[: s["batch1_subset"]])
+    lr = s["base_lr"] * (batch / s["reference_batch"] if scaling == "linear" else 1.0)
+    cfg = _config(s, batch, lr, seed)
+    torch.manual_seed(seed)
+    model = build_model("mlp", hidden=cfg.model.hidden, dropout=0.0)
+    results = train_epochs(model, train, splits.val, cfg, epochs=s["epochs"])
+    diverged = not math.isfinite(results[-1].train_loss)
+    seconds = [r.seconds for r in results]
+    reached = next((i for i, r in enumerate(results) if r.val_accuracy >= s["target_val_accuracy"]), None)
+    per_epoch = float(np.median(seconds)) * n_full / len(train)  # extrapolated when on a subset
+    row = {
+        "lr_scaling": scaling,
+        "batch_size": batch,
+        "lr": lr,
+        "train_images": len(train),
+        "updates_per_epoch": updates_per_epoch(len(train), batch),
+        "seconds_per_epoch": round(per_epoch, 3),
+        "seconds_extrapolated": len(train) != n_full,
+        "seconds_to_target": None if reached is None else round(sum(seconds[: reached + 1]), 3),
+        "final_val_accuracy": results[-1].val_accuracy,
+        "test_accuracy": None if diverged else test_accuracy(model, splits.test),
+        "diverged": diverged,
+    }
+    curve = {
+        "lr_scaling": scaling,
+        "batch_size": batch,
+        "cumulative_seconds": np.cumsum(seconds).tolist(),
+        "val_accuracy": [r.val_accuracy for r in results],
+    }
+    return row, curve
+
+
+def _report(out, rows: list[dict], curves: list[dict], s: dict, n_full: int, quick: bool) -> Report:
     report = Report("Batch size: updates, time and accuracy")
-    report.figure(main_fig, "Seconds per epoch and final validation accuracy against batch size (log scale).")
-    report.figure(time_fig, "Validation accuracy against training time, one line per batch size.")
+    report.figure(
+        _main_figure(out, rows, n_full),
+        "Seconds per epoch and final validation accuracy against batch size (log scale).",
+    )
+    report.figure(
+        _convergence_figure(out, curves, s),
+        "Validation accuracy against training time, one line per batch size.",
+    )
     report.text(
         f"The same MLP (one hidden layer of {s['hidden'][0]}) trained for {s['epochs']} epochs with plain SGD "
         f"(momentum {s['momentum']}) at each batch size B, on {n_full:,} images. One epoch makes ceil(N / B) "
         f"updates. Learning rate {s['base_lr']}"
         + (" scaled linearly with B / 128 where marked 'linear'." if "linear" in s["scalings"] else ".")
         + f" Batch 1 trains on {s['batch1_subset']:,} images; its time per epoch is extrapolated to {n_full:,}."
-        + (" Quick mode: a training subset and few epochs." if options.quick else "")
+        + (" Quick mode: a training subset and few epochs." if quick else "")
     )
     report.text(
         "Small batches make many cheap updates but cannot use the CPU's parallelism, so an epoch takes "
@@ -142,22 +154,22 @@ def run(options: LabOptions) -> Report:
             "val acc. (%)",
             "test acc. (%)",
         ],
-        [
-            [
-                r["lr_scaling"],
-                f"{r['batch_size']:,}" + (" (full)" if r["batch_size"] == n_full else ""),
-                f"{r['lr']:.4g}",
-                f"{r['updates_per_epoch']:,}",
-                f"{r['seconds_per_epoch']:.2f}" + (" (extrap.)" if r["seconds_extrapolated"] else ""),
-                "not reached" if r["seconds_to_target"] is None else f"{r['seconds_to_target']:.1f}",
-                "diverged" if r["diverged"] else f"{100 * r['final_val_accuracy']:.2f}",
-                "—" if r["test_accuracy"] is None else f"{100 * r['test_accuracy']:.2f}",
-            ]
-            for r in rows
-        ],
+        [_table_row(r, n_full) for r in rows],
     )
-    report.write(out)
     return report
+
+
+def _table_row(r: dict, n_full: int) -> list[str]:
+    return [
+        r["lr_scaling"],
+        f"{r['batch_size']:,}" + (" (full)" if r["batch_size"] == n_full else ""),
+        f"{r['lr']:.4g}",
+        f"{r['updates_per_epoch']:,}",
+        f"{r['seconds_per_epoch']:.2f}" + (" (extrap.)" if r["seconds_extrapolated"] else ""),
+        "not reached" if r["seconds_to_target"] is None else f"{r['seconds_to_target']:.1f}",
+        "diverged" if r["diverged"] else f"{100 * r['final_val_accuracy']:.2f}",
+        "—" if r["test_accuracy"] is None else f"{100 * r['test_accuracy']:.2f}",
+    ]
 
 
 def _main_figure(out, rows: list[dict], n_full: int):

@@ -1,5 +1,5 @@
-"""What every lab experiment shares: its output folder, the data, and a small training loop built from
-:func:`mnistlab.training.train_one_epoch` and :func:`mnistlab.training.evaluate`.
+"""What every lab experiment shares: its output folder, the data, and training through the one epoch loop
+(:class:`mnistlab.training.Trainer`, the same one :func:`mnistlab.train` uses).
 
 An experiment writes into one folder: PNG figures, ``report.html`` / ``report.md``, the raw numbers
 (CSV/JSON) and ``config.json``. The test split is scored once per trained model, at the end, never to choose
@@ -8,22 +8,25 @@ anything; selection (early stopping, "time to reach X %") uses the validation sp
 
 from __future__ import annotations
 
+import dataclasses
 import math
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
 from pathlib import Path
+from typing import Literal
 
 import torch
 from torch import nn
 
 from mnistlab.config import TrainConfig
 from mnistlab.data import TensorSplit
-from mnistlab.errors import ConfigError
 from mnistlab.evaluation.report import write_json
-from mnistlab.training import build_optimizer, evaluate, lr_multiplier, train_one_epoch
-from mnistlab.training.fit import Splits, prepare_data
+from mnistlab.inference import evaluate
+from mnistlab.runs import create_run_dir
+from mnistlab.training import build_trainer, prepare_data
+from mnistlab.training.trainer import Splits
+
+LrScaling = Literal["none", "linear"]
 
 
 @dataclass
@@ -31,17 +34,13 @@ class LabOptions:
     quick: bool = False
     out: Path | None = None  # experiment folder; None = lab/<timestamp>-<name>
     seed: int = 0
-    lr_scaling: str = "none"  # batch-size experiment: "none" | "linear" (full mode always shows both)
+    lr_scaling: LrScaling = "none"  # batch-size experiment: linear scaling of lr with batch (full mode: both)
     threads: int | None = None
 
 
 def open_out_dir(name: str, options: LabOptions) -> Path:
-    out = options.out or Path("lab") / f"{datetime.now():%Y%m%d-%H%M%S}-{name}"
-    out = Path(out)
-    if out.exists() and any(out.iterdir()):
-        raise ConfigError(f"{out}: output folder already exists and is not empty; choose another --out")
-    out.mkdir(parents=True, exist_ok=True)
-    return out
+    """The experiment's folder: ``options.out`` (new or empty) or a new lab/<timestamp>-<name>."""
+    return create_run_dir(options.out, name, root="lab")
 
 
 def write_config(out: Path, name: str, options: LabOptions, settings: dict) -> None:
@@ -89,39 +88,21 @@ def train_epochs(
     epochs: int,
     on_epoch: Callable[[EpochResult], bool | None] | None = None,
 ) -> list[EpochResult]:
-    """Train ``model`` for up to ``epochs`` with ``config.optim`` / ``config.batch_size``; val after each epoch.
+    """Train ``model`` for up to ``epochs`` epochs of ``config`` (the schedule spans them); val after each.
 
     Stops early when the loss becomes non-finite (the result's losses then show nan/inf) or when
-    ``on_epoch`` returns True. The data order comes from its own generator seeded with ``config.seed + 1``,
-    as in :func:`mnistlab.training.fit.fit`.
+    ``on_epoch`` returns True. The epoch is :meth:`Trainer.epoch`, as in :func:`mnistlab.train`: the same
+    steps, the same data order (its own generator, seeded with ``config.seed + 1``).
     """
-    optimizer = build_optimizer(model, config.optim)
-    steps_per_epoch = train.num_batches(config.batch_size)
-    fn = lr_multiplier(config.optim, steps_per_epoch, steps_per_epoch * epochs)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, fn)
-    order = torch.Generator().manual_seed(config.seed + 1)
+    trainer = build_trainer(dataclasses.replace(config, epochs=epochs), model, train, val)
     results: list[EpochResult] = []
+    keys = ("train_loss", "train_accuracy", "val_loss", "val_accuracy", "seconds", "steps")
     for epoch in range(1, epochs + 1):
-        t0 = time.perf_counter()
-        stats = train_one_epoch(
-            model, train.batches(config.batch_size, shuffle=True, generator=order), optimizer, scheduler
-        )
-        seconds = time.perf_counter() - t0
-        scores = evaluate(model, val.images, val.labels)
-        result = EpochResult(
-            epoch,
-            stats["step_losses"],
-            stats["loss"],
-            stats["accuracy"],
-            scores["loss"],
-            scores["accuracy"],
-            seconds,
-            stats["steps"],
-        )
-        results.append(result)
-        if not math.isfinite(stats["loss"]):
+        done = trainer.epoch(epoch)
+        results.append(EpochResult(epoch, done.step_losses, *(done.record[k] for k in keys)))
+        if not math.isfinite(done.record["train_loss"]):
             break
-        if on_epoch is not None and on_epoch(result):
+        if on_epoch is not None and on_epoch(results[-1]):
             break
     return results
 

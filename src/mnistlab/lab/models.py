@@ -12,7 +12,7 @@ from mnistlab.evaluation import plots
 from mnistlab.evaluation.report import Report, write_csv, write_json
 from mnistlab.lab.common import LabOptions, open_out_dir, write_config
 from mnistlab.lab.repeat import format_mean_std, train_seeds
-from mnistlab.models import build_model, count_parameters, flops_per_image
+from mnistlab.models import count_parameters, flops_per_image, model_from_config
 from mnistlab.recipes import recipe
 from mnistlab.training.progress import Reporter
 
@@ -38,7 +38,7 @@ def run(options: LabOptions) -> Report:
         cfg.data.train_subset = s["train_subset"]
         cfg.seed, cfg.quiet, cfg.progress, cfg.threads = options.seed, True, False, options.threads
         configs[name] = cfg.to_dict()
-        model = build_model(name, hidden=cfg.model.hidden, dropout=cfg.model.dropout, width=cfg.model.width)
+        model = model_from_config(cfg.model)
         summary = train_seeds(cfg, s["seeds"], out=out / "runs" / name, reporter=Reporter(quiet=True))
         rows.append(
             {
@@ -58,11 +58,18 @@ def run(options: LabOptions) -> Report:
     write_config(out, "models", options, s | {"recipes": configs})
     write_csv(out / "results.csv", [{k: v for k, v in r.items() if k != "summary"} for r in rows])
     write_json(out / "results.json", rows)
-    fig = _figure(out, rows)
+    report = _report(out, rows, s, options)
+    report.write(out)
+    return report
 
+
+def _report(out, rows: list[dict], s: dict, options: LabOptions) -> Report:
     n = s["train_subset"] or 55_000
     report = Report("Four models compared")
-    report.figure(fig, "Test accuracy (mean ± std over seeds) against compute per image, and time per epoch.")
+    report.figure(
+        _figure(out, rows),
+        "Test accuracy (mean ± std over seeds) against compute per image, and time per epoch.",
+    )
     report.text(
         f"Each model trained with its own recipe for {s['max_epochs']} epoch(s) at most, on {n:,} images, "
         f"{s['seeds']} seeds each (seeds {options.seed}–{options.seed + s['seeds'] - 1}). "
@@ -91,7 +98,6 @@ def run(options: LabOptions) -> Report:
             for r in rows
         ],
     )
-    report.write(out)
     return report
 
 

@@ -8,6 +8,7 @@ Both models (the kept weights and the final weights) are scored on the test set 
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable
 
 import numpy as np
 import torch
@@ -42,8 +43,9 @@ def settings(quick: bool) -> dict:
         "epochs": 30 if quick else 80,
         # Early-stopping criteria, monitor -> min_delta. val_accuracy (the project's default monitor) is the
         # one marked as "early stopping"; val_loss bottoms out much earlier here (the model grows
-        # over-confident on the images it gets wrong) and is shown for comparison. 0.002 = 10 of 5,000 validation images, about one standard error at 93 %:
-        # smaller gains are noise and would keep a flat curve "improving" for ever.
+        # over-confident on the images it gets wrong) and is shown for comparison. 0.002 = 10 of 5,000
+        # validation images, about one standard error at 93 %: smaller gains are noise and would keep a flat
+        # curve "improving" for ever.
         "criteria": {"val_accuracy": 0.002, "val_loss": 0.0},
         "patience": 5 if quick else 10,  # epochs without an improvement before stopping
     }
@@ -61,26 +63,7 @@ def run(options: LabOptions) -> Report:
     splits = load_splits(cfg)
     torch.manual_seed(options.seed)
     model = build_model("mlp", hidden=cfg.model.hidden, dropout=s["dropout"])
-
-    # One tracker per criterion; each is frozen the first time it says stop (or at the last epoch).
-    stoppers = {
-        m: EarlyStopping(mode="max" if m == "val_accuracy" else "min", patience=s["patience"], min_delta=d)
-        for m, d in s["criteria"].items()
-    }
-    chosen: dict[str, dict] = {}  # monitor -> {"stop_epoch", "best_epoch", "state"}
-
-    def watch(result: EpochResult) -> None:
-        for monitor, stopper in stoppers.items():
-            if monitor in chosen:
-                continue
-            stopper.update(getattr(result, monitor), result.epoch, model)
-            if stopper.should_stop or result.epoch == s["epochs"]:
-                chosen[monitor] = {
-                    "stop_epoch": result.epoch if stopper.should_stop else None,
-                    "best_epoch": stopper.best_epoch,
-                    "state": copy.deepcopy(stopper.best_state),
-                }
-
+    watch, chosen = _watchers(model, s)
     results = train_epochs(model, splits.train, splits.val, cfg, epochs=s["epochs"], on_epoch=watch)
     # Each set of weights is scored on the test set once, after all training is done.
     final_test = test_accuracy(model, splits.test)  # without early stopping: the last epoch's weights
@@ -95,7 +78,6 @@ def run(options: LabOptions) -> Report:
             "test_accuracy": test_accuracy(model, splits.test),
         }
     main = criteria["val_accuracy"]
-    history = [r.record() for r in results]
     summary = {
         "best_epoch": main["best_epoch"],
         "stop_epoch": main["stop_epoch"],
@@ -106,29 +88,63 @@ def run(options: LabOptions) -> Report:
         "val_accuracy_at_last_epoch": results[-1].val_accuracy,
         "criteria": criteria,
     }
-    write_csv(out / "history.csv", history)
+    write_csv(out / "history.csv", [r.record() for r in results])
     write_json(out / "summary.json", summary)
-    fig = _figure(out, results, summary, s)
+    report = _report(out, results, summary, s, options.quick)
+    report.write(out)
+    return report
 
+
+def _watchers(model: torch.nn.Module, s: dict) -> tuple[Callable[[EpochResult], None], dict[str, dict]]:
+    """An epoch callback feeding one EarlyStopping tracker per criterion, and what each one chose.
+
+    Each tracker is frozen the first time it says stop (or at the last epoch): ``chosen[monitor]`` then holds
+    its stop epoch (None if it never stopped), best epoch and a copy of the best weights.
+    """
+    stoppers = {
+        m: EarlyStopping(mode="max" if m == "val_accuracy" else "min", patience=s["patience"], min_delta=d)
+        for m, d in s["criteria"].items()
+    }
+    chosen: dict[str, dict] = {}
+
+    def watch(result: EpochResult) -> None:
+        for monitor, stopper in stoppers.items():
+            if monitor in chosen:
+                continue
+            stopper.update(getattr(result, monitor), result.epoch, model)
+            if stopper.should_stop or result.epoch == s["epochs"]:
+                chosen[monitor] = {
+                    "stop_epoch": result.epoch if stopper.should_stop else None,
+                    "best_epoch": stopper.best_epoch,
+                    "state": copy.deepcopy(stopper.best_state),
+                }
+
+    return watch, chosen
+
+
+def _report(out, results: list[EpochResult], summary: dict, s: dict, quick: bool) -> Report:
+    criteria = summary["criteria"]
     report = Report("Overfitting and early stopping")
-    report.figure(fig, "Error (left) and loss (right) per epoch on the training subset and on validation.")
+    report.figure(
+        _figure(out, results, summary, s),
+        "Error (left) and loss (right) per epoch on the training subset and on validation.",
+    )
     report.text(
         f"An MLP with two hidden layers of {s['hidden'][0]} units, no dropout and no weight decay, trained with "
         f"Adam (lr {s['lr']}) on only {s['train_subset']:,} images for {s['epochs']} epochs"
-        + (" (quick mode)." if options.quick else ".")
+        + (" (quick mode)." if quick else ".")
         + " The training error falls to zero: the network memorises the subset, while the validation error "
         "levels off far above it. The validation loss bottoms out early and then rises: the model grows "
         "over-confident on the images it gets wrong."
     )
     stop = summary["stop_epoch"]
-    by_loss = criteria["val_loss"]
     report.text(
         f"Early stopping on the validation accuracy (patience {s['patience']} epochs; a gain under "
         f"{100 * s['criteria']['val_accuracy']:.1f} points, about the noise of {s['val_size']:,} validation "
         f"images, does not count) keeps epoch {summary['best_epoch']}"
         + (f" and stops at epoch {stop}." if stop else "; it never triggered.")
-        + f" On the validation loss it would keep epoch {by_loss['best_epoch']}. Every set of weights was "
-        "scored once on the test set after training; nothing was chosen on it."
+        + f" On the validation loss it would keep epoch {criteria['val_loss']['best_epoch']}. Every set of "
+        "weights was scored once on the test set after training; nothing was chosen on it."
     )
     rows = [
         [
@@ -140,17 +156,12 @@ def run(options: LabOptions) -> Report:
         ]
         for m, c in criteria.items()
     ]
+    last = summary["val_accuracy_at_last_epoch"]
+    final_test = summary["test_accuracy_without_early_stopping"]
     rows.append(
-        [
-            "no early stopping (last epoch)",
-            len(results),
-            "—",
-            f"{100 * summary['val_accuracy_at_last_epoch']:.2f}",
-            f"{100 * final_test:.2f}",
-        ]
+        ["no early stopping (last epoch)", len(results), "—", f"{100 * last:.2f}", f"{100 * final_test:.2f}"]
     )
     report.table(["weights", "epoch kept", "stops at", "val acc. (%)", "test acc. (%)"], rows)
-    report.write(out)
     return report
 
 

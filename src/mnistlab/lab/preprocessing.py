@@ -66,41 +66,52 @@ def run(options: LabOptions) -> Report:
     write_config(out, "preprocessing", options, s)
     curves, rows = {}, []
     for mode, label in MODES:
-        cfg = _config(s, mode, options.seed)
-        splits = load_splits(cfg)
-        torch.manual_seed(options.seed)  # identical initial weights for every input version
-        model = build_model("mlp", hidden=cfg.model.hidden, dropout=0.0)
-        results = train_epochs(model, splits.train, splits.val, cfg, epochs=s["epochs"])
-        diverged = not math.isfinite(results[-1].train_loss)
-        x = splits.train.images
-        curves[mode] = {
-            "step_losses": [v if math.isfinite(v) else None for r in results for v in r.step_losses],
-            "val_accuracy": [r.val_accuracy for r in results],
-        }
-        rows.append(
-            {
-                "mode": mode,
-                "input": label,
-                "input_min": float(x.min()),
-                "input_max": float(x.max()),
-                "input_mean": float(x.mean()),
-                "input_std": float(x.std()),
-                "epochs": len(results),
-                "diverged": diverged,
-                "final_train_loss": finite_or_none(results[-1].train_loss),
-                "final_val_accuracy": results[-1].val_accuracy,
-                # scored once, after training; a diverged model is not scored
-                "test_accuracy": None if diverged else test_accuracy(model, splits.test),
-            }
-        )
+        rows.append(_train_one(s, mode, label, options.seed, curves))
     write_csv(out / "results.csv", rows)
     write_json(out / "curves.json", curves)
-    fig_main = _curves_figure(out, curves, s)
-    fig_cloud = _cloud_figure(out, options.seed)
+    report = _report(out, rows, curves, s, options)
+    report.write(out)
+    return report
 
+
+def _train_one(s: dict, mode: str, label: str, seed: int, curves: dict) -> dict:
+    """Train the MLP on inputs preprocessed as ``mode``; its results row (its curves go into ``curves``)."""
+    cfg = _config(s, mode, seed)
+    splits = load_splits(cfg)
+    torch.manual_seed(seed)  # identical initial weights for every input version
+    model = build_model("mlp", hidden=cfg.model.hidden, dropout=0.0)
+    results = train_epochs(model, splits.train, splits.val, cfg, epochs=s["epochs"])
+    diverged = not math.isfinite(results[-1].train_loss)
+    x = splits.train.images
+    curves[mode] = {
+        "step_losses": [v if math.isfinite(v) else None for r in results for v in r.step_losses],
+        "val_accuracy": [r.val_accuracy for r in results],
+    }
+    return {
+        "mode": mode,
+        "input": label,
+        "input_min": float(x.min()),
+        "input_max": float(x.max()),
+        "input_mean": float(x.mean()),
+        "input_std": float(x.std()),
+        "epochs": len(results),
+        "diverged": diverged,
+        "final_train_loss": finite_or_none(results[-1].train_loss),
+        "final_val_accuracy": results[-1].val_accuracy,
+        # scored once, after training; a diverged model is not scored
+        "test_accuracy": None if diverged else test_accuracy(model, splits.test),
+    }
+
+
+def _report(out, rows: list[dict], curves: dict, s: dict, options: LabOptions) -> Report:
     report = Report("Preprocessing: same network, same learning rate, four inputs")
-    report.figure(fig_main, "Training loss per step (smoothed) and validation accuracy per epoch.")
-    report.figure(fig_cloud, "Two pixels of 2,000 training images before and after centring and normalising.")
+    report.figure(
+        _curves_figure(out, curves, s), "Training loss per step (smoothed) and validation accuracy per epoch."
+    )
+    report.figure(
+        _cloud_figure(out, options.seed),
+        "Two pixels of 2,000 training images before and after centring and normalising.",
+    )
     n = s["train_subset"] or 55_000
     report.text(
         f"An MLP ({s['hidden'][0]} hidden units) trained with SGD, lr {s['lr']}, momentum {s['momentum']}, "
@@ -110,8 +121,8 @@ def run(options: LabOptions) -> Report:
     )
     report.text(
         "With raw 0–255 pixels the first layer's outputs are hundreds of times larger, so the same step size "
-        "moves the loss far more: training diverges, or stalls near chance (10 %). Centred and normalised inputs keep the "
-        "loss surface well scaled, and one learning rate works."
+        "moves the loss far more: training diverges, or stalls near chance (10 %). Centred and normalised "
+        "inputs keep the loss surface well scaled, and one learning rate works."
     )
     report.table(
         ["input", "range", f"val acc. after {s['epochs']} epochs (%)", "test acc. (%)", "diverged"],
@@ -126,7 +137,6 @@ def run(options: LabOptions) -> Report:
             for r in rows
         ],
     )
-    report.write(out)
     return report
 
 

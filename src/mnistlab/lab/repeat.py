@@ -11,15 +11,16 @@ from __future__ import annotations
 import math
 import statistics
 from collections.abc import Callable, Sequence
-from datetime import datetime
 from pathlib import Path
 
-from mnistlab.config import TrainConfig
+from mnistlab.config import TrainConfig, with_values
 from mnistlab.errors import ConfigError
-from mnistlab.evaluation.report import write_json, write_text_atomic
+from mnistlab.evaluation.report import write_json
+from mnistlab.fileio import atomic_write
+from mnistlab.runs import Run, create_run_dir
+from mnistlab.training.distributed import is_main_process
 from mnistlab.training.fit import EpochCallback, fit
 from mnistlab.training.progress import Reporter
-from mnistlab.training.run import Run
 
 
 def aggregate(values: Sequence[float]) -> dict:
@@ -29,14 +30,6 @@ def aggregate(values: Sequence[float]) -> dict:
     mean = statistics.fmean(values)
     std = statistics.stdev(values) if len(values) > 1 else 0.0
     return {"mean": mean, "std": std, "n": len(values), "values": list(values)}
-
-
-def seeds_out_dir(config: TrainConfig) -> Path:
-    return (
-        Path(config.out)
-        if config.out
-        else Path("runs") / f"{datetime.now():%Y%m%d-%H%M%S}-{config.model.name}-seeds"
-    )
 
 
 def train_seeds(
@@ -55,21 +48,21 @@ def train_seeds(
     """
     if seeds < 1:
         raise ConfigError(f"--seeds must be >= 1, got {seeds}")
-    root = Path(out) if out else seeds_out_dir(config)
-    if root.exists() and any(root.iterdir()):
-        raise ConfigError(f"{root}: folder already exists and is not empty; choose another --out")
+    # Under torchrun only rank 0 makes folders and writes files; the other ranks train alongside it.
+    main = is_main_process()
+    root = create_run_dir(out or config.out, f"{config.model.name}-seeds") if main else None
     runs = []
     for k in range(config.seed, config.seed + seeds):
-        cfg = TrainConfig.from_dict(config.to_dict())
-        cfg.seed, cfg.out = k, str(root / f"seed-{k}")
-        callbacks = callbacks_for(Path(cfg.out)) if callbacks_for else ()
+        cfg = with_values(config, {"seed": k, "out": str(root / f"seed-{k}") if root else None})
+        callbacks = callbacks_for(Path(cfg.out)) if callbacks_for and cfg.out else ()
         run = fit(cfg, reporter=reporter, callbacks=callbacks)
         if after_run is not None:
             after_run(run)
         runs.append(run)
     summary = summarise_runs([r.summary for r in runs], config)
-    write_json(root / "summary.json", summary)
-    write_text_atomic(root / "summary.md", summary_markdown(summary))
+    if root is not None:
+        write_json(root / "summary.json", summary)
+        atomic_write(root / "summary.md", summary_markdown(summary))
     return summary | {"out": str(root)}
 
 

@@ -4,17 +4,28 @@ Models import nothing from training. Look them up by name with :func:`build_mode
 """
 
 from mnistlab.models.cnn import FastCNN, PytorchExampleNet
+from mnistlab.models.committee import Committee
+from mnistlab.models.deep import DeepCNN
 from mnistlab.models.lenet import LeNet5
 from mnistlab.models.mlp import MLP
-from mnistlab.models.registry import build_model, count_parameters, flops_per_image, model_names
+from mnistlab.models.registry import (
+    build_model,
+    count_parameters,
+    flops_per_image,
+    model_from_config,
+    model_names,
+)
 
 __all__ = [
     "MLP",
+    "Committee",
+    "DeepCNN",
     "FastCNN",
     "LeNet5",
     "PytorchExampleNet",
     "build_model",
     "count_parameters",
     "flops_per_image",
+    "model_from_config",
     "model_names",
 ]

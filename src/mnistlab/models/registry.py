@@ -8,14 +8,19 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from types import MappingProxyType
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
 
 from mnistlab.errors import ConfigError
 from mnistlab.models.cnn import FastCNN, PytorchExampleNet
+from mnistlab.models.deep import DeepCNN
 from mnistlab.models.lenet import LeNet5
 from mnistlab.models.mlp import MLP
+
+if TYPE_CHECKING:
+    from mnistlab.config import ModelConfig
 
 Factory = Callable[[Sequence[int] | None, float | None, float], nn.Module]
 
@@ -41,6 +46,10 @@ def _cnn(hidden: Sequence[int] | None, dropout: float | None, width: float) -> n
     return FastCNN(channels=_scale((16, 32, 64), width), dropout=dropout or 0.0)
 
 
+def _deep_cnn(hidden: Sequence[int] | None, dropout: float | None, width: float) -> nn.Module:
+    return DeepCNN(channels=_scale((16, 32, 64), width), dropout=dropout or 0.0)
+
+
 def _pytorch_example(hidden: Sequence[int] | None, dropout: float | None, width: float) -> nn.Module:
     return PytorchExampleNet()
 
@@ -51,6 +60,7 @@ MODELS: MappingProxyType[str, Factory] = MappingProxyType(
         "lenet5": _lenet5,
         "lenet-wide": _lenet_wide,
         "cnn": _cnn,
+        "deep-cnn": _deep_cnn,
         "pytorch-example": _pytorch_example,
     }
 )
@@ -71,42 +81,29 @@ def build_model(
     return factory(hidden, dropout, width)
 
 
+def model_from_config(config: ModelConfig) -> nn.Module:
+    """:func:`build_model` with the fields of a :class:`~mnistlab.config.ModelConfig`."""
+    return build_model(config.name, hidden=config.hidden, dropout=config.dropout, width=config.width)
+
+
 def count_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
 def flops_per_image(model: nn.Module, image_shape: tuple[int, int, int] = (1, 28, 28)) -> int:
-    """Forward-pass FLOPs for one image, counting a multiply-add as 2 FLOPs.
+    """Forward-pass FLOPs for one image, as torch's FlopCounterMode counts them (a multiply-add is 2 FLOPs).
 
-    Only convolutions and linear layers are counted (they are >95 % of the work here); BN, ReLU and pooling
-    are ignored. A training step costs about 3x this (forward, plus two matmuls of the same size backward).
+    It counts matrix multiplies and convolutions (>95 % of the work here) and ignores BatchNorm, ReLU and
+    pooling. A training step costs about 3x this (forward, plus two products of the same size backward).
     """
-    total = 0
+    from torch.utils.flop_counter import FlopCounterMode
 
-    def conv_hook(module: nn.Conv2d, _inputs: tuple, output: torch.Tensor) -> None:
-        nonlocal total
-        kh, kw = module.kernel_size
-        macs_per_output = (module.in_channels // module.groups) * kh * kw
-        total += 2 * output[0].numel() * macs_per_output
-
-    def linear_hook(module: nn.Linear, _inputs: tuple, output: torch.Tensor) -> None:
-        nonlocal total
-        total += 2 * module.in_features * module.out_features
-
-    handles = []
-    for m in model.modules():
-        if isinstance(m, nn.Conv2d):
-            handles.append(m.register_forward_hook(conv_hook))
-        elif isinstance(m, nn.Linear):
-            handles.append(m.register_forward_hook(linear_hook))
     was_training = model.training
     model.eval()
     try:
         device = next(model.parameters()).device
-        with torch.no_grad():
+        with FlopCounterMode(display=False) as counter, torch.no_grad():
             model(torch.zeros((1, *image_shape), device=device))
     finally:
-        for h in handles:
-            h.remove()
         model.train(was_training)
-    return total
+    return int(counter.get_total_flops())

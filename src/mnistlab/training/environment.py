@@ -27,18 +27,6 @@ def git_commit(start: Path | None = None) -> str | None:
     return out.stdout.strip() or None if out.returncode == 0 else None
 
 
-def resolve_device(name: str) -> torch.device:
-    """'auto' picks CUDA when available; anything else is passed to torch.device as given."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(name)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        from mnistlab.errors import ConfigError
-
-        raise ConfigError("--device cuda was requested but torch sees no CUDA device")
-    return device
-
-
 def describe_environment(device: torch.device) -> dict:
     info = {
         "python": platform.python_version(),

@@ -1,319 +1,327 @@
 """The training run: data -> preprocessing -> model -> epochs with early stopping -> one test evaluation.
 
-:func:`fit` is what ``mnistlab train`` and :func:`mnistlab.train` call. It writes the run folder as it goes:
-
-    config.json        the resolved TrainConfig, written first
-    metrics.jsonl      one JSON object per epoch, appended as each epoch ends
-    model.safetensors  the best weights so far (by validation) + preprocessing statistics + config
-    last.safetensors   resume state after each epoch; removed when the run completes
-    summary.json       written last: its presence is what marks the run as complete
-    error.txt          only when the run failed (e.g. diverged); the folder then has no summary.json
+:func:`fit` is what ``mnistlab train`` and :func:`mnistlab.train` call. :func:`_fit` reads as the story:
+build, restore, then for each epoch step + validate + checkpoint, then finish. The run folder's files are
+described in :mod:`mnistlab.runs`; the epoch itself is :class:`~mnistlab.training.trainer.Trainer`'s, or with
+``config.engine == "numpy"`` the NumPy engine's (:class:`~mnistlab.training.numpy_engine.NumpyTrainer`, the
+same interface): the story is the same for both.
 """
 
 from __future__ import annotations
 
-import json
+import contextlib
+import copy
 import math
-import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from datetime import datetime
 from pathlib import Path
 
 import torch
-from torch import nn
 
 from mnistlab.config import TrainConfig
-from mnistlab.data import Preprocessor, TensorSplit, load_dataset, split_train_val
-from mnistlab.errors import ConfigError, RunError, TrainingDiverged
-from mnistlab.models import build_model, count_parameters
+from mnistlab.errors import ConfigError, TrainingDiverged
+from mnistlab.models import count_parameters, model_from_config
+from mnistlab.runs import (
+    CHECKPOINT_FILE,
+    MODEL_FILE,
+    Run,
+    append_metrics,
+    create_run_dir,
+    hold_run_folder,
+    read_config,
+    recording_errors,
+    save_model_file,
+    write_config,
+    write_metrics,
+    write_summary,
+)
+from mnistlab.testhooks import crash_point
 from mnistlab.training import distributed
 from mnistlab.training.checkpoint import (
-    atomic_save_tensors,
-    atomic_write_text,
-    load_tensors,
-    optimizer_tensors,
-    restore_optimizer,
-    split_prefix,
-    with_prefix,
+    TrainState,
+    check_resumable,
+    config_change,
+    restore_checkpoint,
+    resume_changes,
+    save_checkpoint,
 )
-from mnistlab.training.distributed import DistContext
+from mnistlab.training.distributed import SingleProcess
 from mnistlab.training.early_stopping import EarlyStopping
 from mnistlab.training.environment import describe_environment
-from mnistlab.training.graphs import GraphedStep
-from mnistlab.training.loop import train_one_epoch
-from mnistlab.training.optim import build_optimizer, build_scheduler
+from mnistlab.training.numpy_engine import (
+    NumpyTrainer,
+    blas_environment,
+    blas_threads,
+    build_numpy_trainer,
+    check_config,
+)
 from mnistlab.training.progress import Reporter
-from mnistlab.training.run import MODEL_FILE, Run, model_metadata
-
-
-@dataclass
-class Splits:
-    """Preprocessed tensors on the training device. ``val`` is None when val_size is 0."""
-
-    train: TensorSplit
-    val: TensorSplit | None
-    test: TensorSplit
-    preprocessor: Preprocessor
-
-
-def prepare_data(config: TrainConfig, device: torch.device, progress: bool = True) -> Splits:
-    """Load the dataset, split validation off the training images, fit preprocessing on the rest.
-
-    The preprocessing statistics come from the training split only; validation and test images are
-    transformed with those same statistics, exactly as a new image will be at prediction time.
-    """
-    dc = config.data
-    arrays = load_dataset(dc.dataset, dc.data_dir, download=dc.download, progress=progress)
-    images = torch.from_numpy(arrays.train_images)  # (60000, 28, 28) uint8
-    labels = torch.from_numpy(arrays.train_labels).long()
-    if dc.val_size >= images.shape[0]:
-        raise ConfigError(f"validation size {dc.val_size} leaves no training images (of {images.shape[0]})")
-    train_idx, val_idx = split_train_val(images.shape[0], dc.val_size, config.seed)
-    if dc.train_subset is not None:
-        train_idx = train_idx[: dc.train_subset]
-    pre = Preprocessor.fit(images[train_idx], mode=dc.normalize, stats=dc.norm_stats)
-
-    def split(x: torch.Tensor, y: torch.Tensor) -> TensorSplit:
-        return TensorSplit(pre(x), y).to(device)
-
-    test = split(torch.from_numpy(arrays.test_images), torch.from_numpy(arrays.test_labels).long())
-    val = split(images[val_idx], labels[val_idx]) if len(val_idx) else None
-    return Splits(split(images[train_idx], labels[train_idx]), val, test, pre)
-
-
-def default_run_dir(config: TrainConfig) -> Path:
-    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
-    return Path("runs") / f"{stamp}-{config.model.name}"
-
+from mnistlab.training.trainer import Splits, Trainer, build_trainer, prepare_data
 
 EpochCallback = Callable[[dict], None]
+AnyTrainer = Trainer | NumpyTrainer  # the torch Trainer, or the NumPy engine behind the same epoch interface
 
 
 def fit(
     config: TrainConfig,
     *,
     resume: str | Path | None = None,
+    overwrite: bool = False,
     reporter: Reporter | None = None,
     callbacks: Sequence[EpochCallback] = (),
+    process: SingleProcess | None = None,
 ) -> Run:
     """Train according to ``config``; return the finished :class:`Run` (best weights restored).
+
+    ``resume``: continue the interrupted run in that folder. ``config`` must then be the run's own config,
+    except for fields declared ``resume_safe`` (e.g. more ``epochs``), which are recorded in the summary's
+    ``config_history``; any other difference is a ConfigError naming it. ``overwrite``: ``config.out`` may
+    hold an earlier run, which is replaced. The run folder is held (locked) while the run lasts
+    (:func:`mnistlab.runs.hold_run_folder`).
 
     Each callback receives every epoch's metrics record (the dict written to metrics.jsonl) as it ends,
     e.g. to write TensorBoard events or drive a live plot (in a distributed run, on rank 0 only).
 
     Under torchrun (WORLD_SIZE > 1 in the environment) this is one rank of a data-parallel run: see
     :mod:`mnistlab.training.distributed`. Every rank returns the same Run; only rank 0 writes the folder.
+    torch's thread count is set from ``config.threads`` for the run and restored afterwards (and NumPy's
+    BLAS threads, for ``config.engine == "numpy"``, the NumPy engine: it trains on the CPU, in one process).
+    ``process``: train alone in this process, on its device, whatever the environment says (a committee's
+    member, trained whole by one torchrun process). A committee (``config.members`` > 1) is trained by
+    :func:`mnistlab.training.committee.train_committee`, whose members are runs of this function.
     """
-    config.validate()
-    ctx = distributed.setup(config.device)
-    try:
-        with distributed.clear_peer_failures(ctx):
-            return _fit(config, ctx, resume, reporter, callbacks)
-    finally:
-        distributed.teardown(ctx)
+    config = copy.deepcopy(config).validate()  # the run's own copy: the caller may reuse theirs
+    if resume is not None and overwrite:
+        raise ConfigError("--resume continues a run and --overwrite replaces one: choose one")
+    if config.members > 1:
+        raise ConfigError("fit trains one run; train a committee (members > 1) with mnistlab.train")
+    if config.engine == "numpy":
+        check_config(config)  # before anything is read or written
+    with torch_threads(config.threads), blas_threads(config):
+        dist = process or distributed.setup("cpu" if config.engine == "numpy" else config.device)
+        try:
+            # `held`: the run folder (its lock, error.txt on failure), from when it is opened to the end
+            with dist.peer_failures(), contextlib.ExitStack() as held:
+                place = Place(Path(resume) if resume is not None else None, overwrite, held)
+                return _fit(config, dist, place, reporter, callbacks)
+        finally:
+            dist.teardown()
+
+
+@dataclass
+class Place:
+    """Where the run writes: a resumed folder, or a new one (``overwrite``: replacing an earlier run)."""
+
+    resume: Path | None
+    overwrite: bool
+    held: contextlib.ExitStack  # holds the run folder until the run ends
 
 
 def _fit(
     config: TrainConfig,
-    ctx: DistContext,
-    resume: str | Path | None,
+    dist: SingleProcess,
+    place: Place,
     reporter: Reporter | None,
     callbacks: Sequence[EpochCallback],
 ) -> Run:
-    reporter = reporter or Reporter(quiet=config.quiet, progress=config.progress)
-    if not ctx.is_main:
-        reporter = Reporter(quiet=True)  # ranks other than 0 print nothing
-    if config.threads is not None:
-        torch.set_num_threads(config.threads)
-    device = ctx.device
-    per_step = distributed.local_batch_size(config.batch_size, ctx)  # images per step on this rank
-    torch.manual_seed(config.seed)  # model initialisation and dropout (the same init on every rank)
-
-    splits = distributed.main_first(
-        ctx, lambda: prepare_data(config, device, progress=not config.quiet and ctx.is_main)
-    )
-    model = build_model(
-        config.model.name, hidden=config.model.hidden, dropout=config.model.dropout, width=config.model.width
-    ).to(device)
-    if config.channels_last:
-        model = model.to(memory_format=torch.channels_last)
-    if ctx.rank > 0:
-        torch.manual_seed(config.seed + 1_000_000 * ctx.rank)  # own dropout masks on each rank's own images
-    step_model = distributed.wrap_model(model, ctx)  # DDP all-reduces gradients; the model itself alone
-    if config.compile:
-        step_model = torch.compile(step_model)  # type: ignore[assignment]
-
-    steps_per_epoch = splits.train.num_batches(per_step, shard=ctx.shard)  # = ceil(N / global batch)
-    optimizer = build_optimizer(model, config.optim)
-    step_fn = None
-    if config.cuda_graphs and device.type == "cuda" and not ctx.enabled and not config.compile:
-        # DDP's gradient hooks and torch.compile's own graphs do not mix with a hand-captured graph.
-        step_fn = GraphedStep(model, optimizer, label_smoothing=config.optim.label_smoothing, amp=config.amp)
-    scheduler = build_scheduler(optimizer, config.optim, steps_per_epoch, config.epochs)
-    order = torch.Generator().manual_seed(config.seed + 1)  # data order, separate from init and dropout
-    stopper = EarlyStopping(
-        mode="min" if config.monitor == "val_loss" else "max",
-        patience=config.patience,
-        min_delta=config.min_delta,
-    )
-
-    run_dir = None if config.dry_run else distributed.on_main(ctx, lambda: _open_run_dir(config, resume))
-    start_epoch = 1
-    history: list[dict] = []
-    if resume is not None and not config.dry_run:  # every rank reads the same files
-        start_epoch, history = _restore(Path(resume), model, optimizer, scheduler, order, stopper, ctx.rank)
-    elif run_dir is not None:
-        atomic_write_text(run_dir / "config.json", config.to_json())
-        (run_dir / "metrics.jsonl").write_text("")
-
-    env = describe_environment(device) | {"world_size": ctx.world_size}
-    parameters = count_parameters(model)
-    reporter.line(
-        f"mnistlab: {config.model.name} ({parameters:,} parameters) on {config.data.dataset}, "
-        f"{len(splits.train):,} train / {len(splits.val) if splits.val else 0:,} val images, "
-        f"device {device}, {env['threads']} threads"
-        + (f" x {ctx.world_size} processes ({ctx.backend})" if ctx.enabled else "")
-        + (f", run folder {run_dir}" if run_dir else " (dry run: nothing is written)")
-    )
-
-    max_steps = config.dry_run_batches if config.dry_run else config.max_steps
-    last_epoch = config.epochs if not config.dry_run else 1
-    for epoch in range(start_epoch, last_epoch + 1):
-        batches = splits.train.batches(per_step, shuffle=True, generator=order, shard=ctx.shard)
-        total = min(steps_per_epoch, max_steps) if max_steps else steps_per_epoch
-        t0 = time.perf_counter()
-        with reporter.epoch_bar(f"epoch {epoch}/{last_epoch}", total) as on_step:
-            train_stats = train_one_epoch(
-                step_model,
-                batches,
-                optimizer,
-                scheduler,
-                label_smoothing=config.optim.label_smoothing,
-                amp=config.amp,
-                max_steps=max_steps,
-                on_step=on_step,
-                step_fn=step_fn,
-            )
-        train_stats = distributed.reduce_train_stats(train_stats, ctx)  # global loss and accuracy
-        distributed.broadcast_buffers(model, ctx)  # every rank now holds rank 0's model
-        seconds = time.perf_counter() - t0
-        if not math.isfinite(train_stats["loss"]):
-            _fail(
-                run_dir,
-                TrainingDiverged(
-                    f"training diverged in epoch {epoch}: the loss became {train_stats['loss']}; "
-                    f"try a smaller learning rate (e.g. --lr {config.optim.lr / 10:g})"
-                ),
-            )
-        record = _epoch_record(epoch, train_stats, seconds, optimizer, model, splits, config, ctx)
-        history.append(record)
-        monitored = record.get(config.monitor)
-        is_best = stopper.update(monitored, epoch, model) if monitored is not None else False
-        reporter.line(_epoch_line(record, last_epoch, is_best))
-        for callback in callbacks if ctx.is_main else ():  # like the run folder: rank 0 only
+    """The story: build, restore, then for each epoch step + validate + checkpoint, then finish."""
+    reporter = _reporter(config, dist, reporter)
+    changes = _resume_changes(config, place, dist)
+    splits, trainer = _build(config, dist)
+    folder = dist.on_main(lambda: _open_folder(config, place))  # None: a dry run, or not rank 0
+    state = _restore(trainer, place.resume, changes)
+    reporter.line(_banner(config, trainer, splits, folder))
+    for epoch in state.epochs_left(trainer.last_epoch):
+        record = trainer.epoch(epoch, reporter).record
+        _check_finite(record, config)
+        is_best = state.observe(record, config.monitor, trainer.model)
+        reporter.line(_epoch_line(record, trainer.last_epoch, is_best))
+        for callback in callbacks if dist.is_main else ():  # like the run folder: rank 0 only
             callback(record)
-        rng_states = distributed.gather_rng_states(ctx) if not config.dry_run else {}
-        if run_dir is not None:
-            if is_best or monitored is None:
-                _save_model(run_dir / MODEL_FILE, model, splits.preprocessor, config)
-            with (run_dir / "metrics.jsonl").open("a", encoding="utf-8") as f:
-                f.write(json.dumps(record) + "\n")
-            _save_resume_state(run_dir, model, optimizer, scheduler, order, stopper, epoch, rng_states)
-        if distributed.decided_by_main(stopper.should_stop, ctx):
+        _checkpoint(trainer, state, folder)
+        if dist.decided_by_main(state.stopper.should_stop):
             reporter.line(f"early stopping: no {config.monitor} improvement for {config.patience} epochs")
             break
+    return _finish(trainer, splits, state, folder, reporter)
 
-    stopper.restore_best(model)
-    summary = {
-        "model": config.model.name,
-        "dataset": config.data.dataset,
-        "seed": config.seed,
-        "parameters": parameters,
-        "epochs_run": len(history),
-        "best_epoch": stopper.best_epoch or len(history),
-        "best_val_accuracy": max((h["val_accuracy"] for h in history if "val_accuracy" in h), default=None),
-        "best_val_loss": min((h["val_loss"] for h in history if "val_loss" in h), default=None),
-        # history holds every epoch trained, including those before a resume
-        "train_seconds": round(sum(h["seconds"] for h in history), 3),
-        "environment": env,
-    }
+
+# ---- the steps ---------------------------------------------------------------------------------------------
+@contextlib.contextmanager
+def torch_threads(threads: int | None) -> Iterator[None]:
+    """Use ``threads`` intra-op threads inside the block (None: leave torch's setting); restore it after."""
+    before = torch.get_num_threads()
+    if threads is None or threads == before:
+        yield
+        return
+    torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def _reporter(config: TrainConfig, dist: SingleProcess, given: Reporter | None) -> Reporter:
+    if not dist.is_main:
+        return Reporter(quiet=True)  # ranks other than 0 print nothing
+    return given or Reporter(quiet=config.quiet, progress=config.progress)
+
+
+def _resume_changes(config: TrainConfig, place: Place, dist: SingleProcess) -> dict:
+    """What a resume changes in the run's config ({} for a new run); fails fast, before any data is read.
+
+    The folder is held first (rank 0), so a second resumer fails at once. The resumed run keeps its recorded
+    ``out`` (the folder may have been given by another path since).
+    """
+    resume = place.resume
+    if resume is None:
+        return {}
+    if config.engine == "numpy":  # why: NumpyTrainer's docstring
+        raise ConfigError(f"{resume}: runs of the numpy engine cannot be resumed; train it again")
+    check_resumable(resume)
+    if dist.is_main and resume.is_dir():
+        place.held.enter_context(hold_run_folder(resume))
+    stored = read_config(resume)
+    changes = resume_changes(stored, config, resume)
+    config.out = stored.out
+    return changes
+
+
+def _build(config: TrainConfig, dist: SingleProcess) -> tuple[Splits, AnyTrainer]:
+    """Data on the device, then the model and everything that trains it."""
+    progress = not config.quiet and dist.is_main
+    if config.engine == "numpy":  # the lecture's MLP by hand, behind the same epoch interface
+        return build_numpy_trainer(config, dist, progress)
+    torch.manual_seed(config.seed)  # model initialisation and dropout (the same init on every rank)
+    splits = dist.main_first(lambda: prepare_data(config, dist.device, progress=progress))
+    model = model_from_config(config.model).to(dist.device)
+    if config.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    dist.seed_rank(config.seed)
+    return splits, build_trainer(config, model, splits.train, splits.val, dist, splits.preprocessor)
+
+
+def _open_folder(config: TrainConfig, place: Place) -> Path | None:
+    """The run folder: the resumed one, a new one (its path recorded as ``config.out``), or None (dry run)."""
+    if config.dry_run:
+        return None
+    if place.resume is not None:
+        return place.held.enter_context(recording_errors(place.resume, _write_hint(config, place.resume)))
+    folder = create_run_dir(config.out, config.model.name, overwrite=place.overwrite)
+    place.held.enter_context(hold_run_folder(folder, empty_it=place.overwrite))
+    place.held.enter_context(recording_errors(folder, _write_hint(config, folder)))
+    config.out = str(folder)
+    write_config(folder, config)
+    write_metrics(folder, [])
+    crash_point("run-folder-ready")
+    return folder
+
+
+def _write_hint(config: TrainConfig, folder: Path) -> str:
+    """What to do after a full disk: resume (the numpy engine cannot: its run starts again)."""
+    if config.engine == "numpy":
+        return f"once it can be written, train again with --overwrite --out {folder}"
+    return f"once it can be written, continue the run with --resume {folder}"
+
+
+def _restore(trainer: AnyTrainer, resume: Path | None, changes: dict) -> TrainState:
+    """Early stopping and the history; on resume, everything else too, from the checkpoint."""
+    c = trainer.config
+    mode = "min" if c.monitor == "val_loss" else "max"
+    state = TrainState(EarlyStopping(mode=mode, patience=c.patience, min_delta=c.min_delta))
+    if resume is None:
+        return state
+    restore_checkpoint(resume, trainer, state)  # every rank reads the same files
+    state.config_history.append(config_change(changes, len(state.history)))
+    if trainer.dist.is_main:  # the folder says exactly what the checkpoint holds, and the config it now runs
+        write_metrics(resume, state.history)
+        write_config(resume, c)
+    return state
+
+
+def _check_finite(record: dict, config: TrainConfig) -> None:
+    """Stop a diverged run with a clear message (error.txt beside it); no checkpoint of the bad weights."""
+    if math.isfinite(record["train_loss"]):
+        return
+    raise TrainingDiverged(
+        f"training diverged in epoch {record['epoch']}: the loss became {record['train_loss']}; "
+        f"try a smaller learning rate (e.g. --lr {config.optim.lr / 10:g})"
+    )
+
+
+def _checkpoint(trainer: AnyTrainer, state: TrainState, folder: Path | None) -> None:
+    """last.safetensors first, then the metrics line: a crash between them loses nothing on resume."""
+    if trainer.config.dry_run:
+        return
+    if not isinstance(trainer, NumpyTrainer):  # a numpy-engine run is not resumable: no checkpoint
+        # a collective: every rank takes part; each rank's own streams (dropout, distortions) come to rank 0
+        rng_states = trainer.dist.gather_rng_states(trainer.generator_states())
+        if folder is not None:
+            save_checkpoint(folder, trainer, state, rng_states)
+    crash_point("checkpoint-saved")  # test-only: between the checkpoint and the metrics line
+    if folder is not None:
+        append_metrics(folder, state.history[-1])
+
+
+def _finish(
+    trainer: AnyTrainer, splits: Splits, state: TrainState, folder: Path | None, reporter: Reporter
+) -> Run:
+    """Best weights back, the test set scored once, then model file and summary (which marks the run done)."""
+    config, model, dist = trainer.config, trainer.model, trainer.dist
+    state.stopper.restore_best(model)
+    environment = describe_environment(dist.device) | {"world_size": dist.world_size}
+    if config.engine == "numpy":
+        environment |= blas_environment()
+    summary = summarise(config, count_parameters(model), state, environment)
     if not config.dry_run:
-        # The test set is scored exactly once, after the best (validation-chosen) weights are restored.
-        test = distributed.evaluate(
-            model, splits.test.images, splits.test.labels, config.eval_batch_size, config.amp, ctx
-        )
-        summary.update(test_accuracy=test["accuracy"], test_loss=test["loss"], test_images=len(splits.test))
+        test = splits.score_test(model, config.eval_batch_size, config.amp, dist)
+        summary.update(test_accuracy=test["accuracy"], test_loss=test["loss"], test_images=test["images"])
         reporter.line(
             f"test accuracy {100 * test['accuracy']:.2f} % (loss {test['loss']:.4f}) on {len(splits.test):,} "
             f"images, best epoch {summary['best_epoch']}, {summary['train_seconds']:.1f} s training"
         )
-    if run_dir is not None:
-        if stopper.best_state is None:
-            _save_model(run_dir / MODEL_FILE, model, splits.preprocessor, config)
-        atomic_write_text(run_dir / "summary.json", json.dumps(summary, indent=2))
-        (run_dir / "last.safetensors").unlink(missing_ok=True)
-    return Run(
-        path=run_dir,
-        config=config,
-        model=model,
-        preprocessor=splits.preprocessor,
-        summary=summary,
-        history=history,
-        device=device,
-    )
+    if folder is not None:
+        save_model_file(folder / MODEL_FILE, model, splits.preprocessor, config)
+        write_summary(folder, summary)
+        (folder / CHECKPOINT_FILE).unlink(missing_ok=True)
+    return Run(folder, config, model, splits.preprocessor, summary, state.history, dist.device)
 
 
-# ---- helpers -------------------------------------------------------------------------------------------
-def _open_run_dir(config: TrainConfig, resume: str | Path | None) -> Path:
-    if resume is not None:
-        run_dir = Path(resume)
-        if not (run_dir / "last.safetensors").is_file():
-            done = (run_dir / "summary.json").is_file()
-            raise RunError(
-                f"{run_dir}: nothing to resume ("
-                + ("the run already completed)" if done else "no last.safetensors checkpoint)")
-            )
-        return run_dir
-    run_dir = Path(config.out) if config.out else default_run_dir(config)
-    if run_dir.exists() and any(run_dir.iterdir()):
-        raise ConfigError(f"{run_dir}: run folder already exists and is not empty; choose another --out")
-    run_dir.mkdir(parents=True, exist_ok=True)
-    return run_dir
-
-
-def _fail(run_dir: Path | None, error: Exception) -> None:
-    """Record the failure beside the (incomplete) run and raise; no checkpoint of the bad weights is written."""
-    if run_dir is not None:
-        atomic_write_text(run_dir / "error.txt", f"{type(error).__name__}: {error}\n")
-    raise error
-
-
-def _epoch_record(
-    epoch: int,
-    train_stats: dict,
-    seconds: float,
-    optimizer: torch.optim.Optimizer,
-    model: nn.Module,
-    splits: Splits,
-    config: TrainConfig,
-    ctx: DistContext,
-) -> dict:
-    record = {
-        "epoch": epoch,
-        "train_loss": train_stats["loss"],
-        "train_accuracy": train_stats["accuracy"],
-        "steps": train_stats["steps"],
-        "lr": optimizer.param_groups[0]["lr"],
-        "seconds": round(seconds, 4),
+def summarise(config: TrainConfig, parameters: int, state: TrainState, environment: dict) -> dict:
+    """The summary before the test score. Its best_val_* are those of best_epoch, the epoch whose weights
+    are kept (by ``monitor``); without validation the kept weights are the last epoch's."""
+    history = state.history
+    best_epoch = state.stopper.best_epoch or len(history)
+    best = history[best_epoch - 1] if history else {}
+    return {
+        "model": config.model.name,
+        "engine": config.engine,
+        "dataset": config.data.dataset,
+        "seed": config.seed,
+        "parameters": parameters,
+        "epochs_run": len(history),
+        "best_epoch": best_epoch,
+        "best_val_accuracy": best.get("val_accuracy"),
+        "best_val_loss": best.get("val_loss"),
+        # history holds every epoch trained, including those before a resume
+        "train_seconds": round(sum(h["seconds"] for h in history), 3),
+        "environment": environment,
+        "config_history": state.config_history,
     }
-    if splits.val is not None:
-        images, labels = splits.val.images, splits.val.labels
-        if config.dry_run:  # a few batches only: the point is to exercise the code path
-            images, labels = images[: config.eval_batch_size], labels[: config.eval_batch_size]
-        val = distributed.evaluate(model, images, labels, config.eval_batch_size, config.amp, ctx)
-        record.update(val_loss=val["loss"], val_accuracy=val["accuracy"])
-    return record
+
+
+def _banner(config: TrainConfig, trainer: AnyTrainer, splits: Splits, folder: Path | None) -> str:
+    dist = trainer.dist
+    if config.engine == "numpy":
+        threads = f"numpy engine, BLAS threads {blas_environment()['blas_threads']}"
+    else:
+        threads = f"{torch.get_num_threads()} threads"
+    return (
+        f"mnistlab: {config.model.name} ({count_parameters(trainer.model):,} parameters) on "
+        f"{config.data.dataset}, {len(splits.train):,} train / {len(splits.val) if splits.val else 0:,} val "
+        f"images, device {dist.device}, {threads}"
+        + (f" x {dist.world_size} processes ({dist.backend})" if dist.enabled else "")
+        + (f", run folder {folder}" if folder else " (dry run: nothing is written)")
+    )
 
 
 def _epoch_line(record: dict, epochs: int, is_best: bool) -> str:
@@ -325,76 +333,3 @@ def _epoch_line(record: dict, epochs: int, is_best: bool) -> str:
         parts.append(f"val loss {record['val_loss']:.4f} acc {100 * record['val_accuracy']:.2f} %")
     parts += [f"lr {record['lr']:.4g}", f"{record['seconds']:.1f} s"]
     return "  ".join(parts) + ("  *" if is_best else "")
-
-
-def _save_model(path: Path, model: nn.Module, pre: Preprocessor, config: TrainConfig) -> None:
-    tensors = with_prefix(model.state_dict(), "model.") | with_prefix(pre.state_dict(), "preprocess.")
-    atomic_save_tensors(path, tensors, model_metadata(config, pre))
-
-
-def _save_resume_state(
-    run_dir: Path,
-    model: nn.Module,
-    optimizer: torch.optim.Optimizer,
-    scheduler,
-    order: torch.Generator,
-    stopper: EarlyStopping,
-    epoch: int,
-    rng_states: dict[str, torch.Tensor],
-) -> None:
-    """``rng_states``: the other ranks' dropout RNG states in a distributed run ({} alone).
-
-    Dropout draws from the generator of the device it runs on, so a CUDA run also saves that device's
-    generator (``rng.cuda``); without it a resumed run would draw other dropout masks than an uninterrupted one.
-    """
-    optim_tensors, optim_meta = optimizer_tensors(optimizer)
-    device = next(model.parameters()).device
-    cuda_rng = {"rng.cuda": torch.cuda.get_rng_state(device)} if device.type == "cuda" else {}
-    tensors = (
-        with_prefix(model.state_dict(), "model.")
-        | optim_tensors
-        | {"rng.order": order.get_state(), "rng.torch": torch.get_rng_state()}
-        | cuda_rng
-        | rng_states
-    )
-    meta = {
-        "epoch": epoch,
-        "optimizer": optim_meta,
-        "scheduler": scheduler.state_dict(),
-        "early_stopping": stopper.state(),
-    }
-    atomic_save_tensors(run_dir / "last.safetensors", tensors, meta)
-
-
-def _restore(
-    run_dir: Path,
-    model: nn.Module,
-    optimizer: torch.optim.Optimizer,
-    scheduler,
-    order: torch.Generator,
-    stopper: EarlyStopping,
-    rank: int = 0,
-) -> tuple[int, list[dict]]:
-    tensors, meta = load_tensors(run_dir / "last.safetensors")
-    model.load_state_dict(split_prefix(tensors, "model."))
-    restore_optimizer(optimizer, tensors, json.loads(meta["optimizer"]))
-    scheduler.load_state_dict(json.loads(meta["scheduler"]))
-    order.set_state(tensors["rng.order"])  # the global data order: the same on every rank
-    # Each rank's own dropout stream; a run resumed with more ranks than it was saved with reuses rank 0's.
-    torch.set_rng_state(tensors.get(f"rng.torch.rank{rank}", tensors["rng.torch"]))
-    device = next(model.parameters()).device
-    if device.type == "cuda" and "rng.cuda" in tensors:  # absent when the run was saved on the CPU
-        torch.cuda.set_rng_state(tensors.get(f"rng.cuda.rank{rank}", tensors["rng.cuda"]), device)
-    es = json.loads(meta["early_stopping"])
-    stopper.best_value, stopper.best_epoch, stopper.bad_epochs = (
-        es["best_value"],
-        es["best_epoch"],
-        es["bad_epochs"],
-    )
-    if (run_dir / MODEL_FILE).is_file():
-        best, _ = load_tensors(run_dir / MODEL_FILE)
-        stopper.best_state = split_prefix(best, "model.")
-    epoch = int(meta["epoch"])
-    lines = (run_dir / "metrics.jsonl").read_text(encoding="utf-8").splitlines()
-    history = [json.loads(line) for line in lines if line.strip()][:epoch]
-    return epoch + 1, history

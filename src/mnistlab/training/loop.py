@@ -1,27 +1,45 @@
-"""One epoch of mini-batch training, and evaluation.
+"""One epoch of mini-batch training: the step, and the sums an epoch reports.
 
-Both functions set ``model.train()`` / ``model.eval()`` themselves. Loss and accuracy are accumulated on the
-device and read back once at the end, so there is no host sync inside the epoch (it matters on GPU).
+:func:`train_one_epoch` sets ``model.train()`` itself. Loss and accuracy are accumulated on the device and read
+back once at the end, so there is no host sync inside the epoch (it matters on GPU). It returns *sums*; the
+means are taken once, by :class:`EpochSums`, after a distributed run has added up its ranks' sums.
 """
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from mnistlab.inference import autocast_for
+from mnistlab.testhooks import crash_point
 
 Batches = Iterable[tuple[torch.Tensor, torch.Tensor]]
 # One training step on one batch: (x (B, 1, 28, 28), y (B,)) -> (loss (), float32 logits (B, 10)).
 StepFn = Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
 
 
-def autocast_for(device: torch.device, amp: bool, cache: bool = True) -> contextlib.AbstractContextManager:
-    if not amp:
-        return contextlib.nullcontext()
-    return torch.autocast(device_type=device.type, dtype=torch.bfloat16, cache_enabled=cache)
+@dataclass
+class EpochSums:
+    """What one epoch of training adds up. Each batch's loss is its mean as computed before its update."""
+
+    loss_sum: float  # nats: sum over batches of (batch-mean loss x batch size)
+    correct: int  # images whose argmax matched the label
+    count: int  # images seen (a distributed run counts its padding images too)
+    steps: int  # optimiser updates
+    step_losses: list[float] = field(default_factory=list)  # per step, batch-mean nats; this process's own
+
+    @property
+    def loss(self) -> float:
+        """Mean training loss, nats per image."""
+        return self.loss_sum / max(self.count, 1)
+
+    @property
+    def accuracy(self) -> float:
+        return self.correct / max(self.count, 1)
 
 
 def forward_backward(
@@ -71,12 +89,11 @@ def train_one_epoch(
     max_steps: int | None = None,
     on_step: Callable[[int], None] | None = None,
     step_fn: StepFn | None = None,
-) -> dict:
+) -> EpochSums:
     """Train on every mini-batch once; the gradient of each step is the batch-mean gradient.
 
-    Returns mean training loss and accuracy over the images seen (the loss of each batch as computed
-    before its update, weighted by batch size), the step count and the per-step losses. ``step_fn`` replaces
-    the eager step, e.g. with a CUDA-graph replay (:class:`mnistlab.training.graphs.GraphedStep`); it must
+    Returns the epoch's sums: loss x images, correct answers, images and steps, plus the per-step losses.
+    ``step_fn`` replaces the eager step, e.g. with a CUDA-graph replay (:class:`mnistlab.training.graphs.GraphedStep`); it must
     train on the batch exactly as :func:`eager_step` does and return a loss tensor that the next step leaves
     alone (every step's loss is kept until the epoch ends).
     """
@@ -102,42 +119,6 @@ def train_one_epoch(
         seen += y.shape[0]
         if on_step is not None:
             on_step(step + 1)
+        crash_point("step")  # test-only: the crash-matrix tests kill the process mid-epoch here
     losses = torch.stack(step_losses).cpu() if step_losses else torch.zeros(0)
-    return {
-        "loss": loss_sum.item() / max(seen, 1),
-        "accuracy": correct.item() / max(seen, 1),
-        "steps": len(step_losses),
-        "images": seen,
-        "step_losses": losses.tolist(),
-    }
-
-
-@torch.no_grad()
-def predict_logits(
-    model: nn.Module, images: torch.Tensor, batch_size: int = 2000, amp: bool = False
-) -> torch.Tensor:
-    """Logits (N, 10) for preprocessed images (N, 1, 28, 28), in eval mode, batched to bound memory."""
-    if model.training:  # eval() walks every submodule: ~60 us, a tenth of a one-image prediction on CPU
-        model.eval()
-    device = next(model.parameters()).device
-    if 0 < images.shape[0] <= batch_size:  # one chunk: no list, no concatenation copy
-        with autocast_for(device, amp):
-            return model(images.to(device)).float()
-    out = []
-    for start in range(0, images.shape[0], batch_size):
-        with autocast_for(device, amp):
-            out.append(model(images[start : start + batch_size].to(device)).float())
-    return torch.cat(out) if out else torch.zeros((0, 10), device=device)
-
-
-@torch.no_grad()
-def evaluate(
-    model: nn.Module, images: torch.Tensor, labels: torch.Tensor, batch_size: int = 2000, amp: bool = False
-) -> dict:
-    """Mean cross-entropy and accuracy on one split; also returns the predictions (N,) on CPU."""
-    logits = predict_logits(model, images, batch_size, amp)
-    labels = labels.to(logits.device)
-    loss = F.cross_entropy(logits, labels, reduction="sum").item() / max(labels.shape[0], 1)
-    predictions = logits.argmax(dim=1)
-    accuracy = (predictions == labels).sum().item() / max(labels.shape[0], 1)
-    return {"loss": loss, "accuracy": accuracy, "predictions": predictions.cpu()}
+    return EpochSums(loss_sum.item(), int(correct.item()), seen, len(step_losses), losses.tolist())
