@@ -46,6 +46,7 @@ LINE_EVIDENCE = 0.03  # a faint line: 3 % darker than the paper beside it (and 4
 LINE_WINDOW = 7  # ... within this many pixels across the line
 LINE_REMNANT = 0.7  # ink left with this share of its pixels on the lines, once erased, was line too
 LINE_COVER = 0.8  # a line crosses at least this share of the photo (in 16 bins)
+LINE_SPREAD = 0.5  # ... its band: the rows around its peak with at least this share of the peak's evidence
 LINE_THICKNESS = 0.02  # ... and is at most this thick, fraction of the photo's short side
 LINE_MIN_SIDE = 100  # smaller images (an MNIST array, an icon) are not searched for lines, pixels
 EIGHT = np.ones((3, 3), dtype=bool)  # 8-connectivity
@@ -109,7 +110,12 @@ def paper_brightness(grey: np.ndarray, light: bool) -> np.ndarray:
     small = ndimage.gaussian_filter(shrink(grey, BACKGROUND_SIDE), 1.0)  # less noise, less closing bias
     sign = 1.0 if light else -1.0  # light-on-dark paper: the same steps on the negative image
     window = max(3, round(PAPER_WINDOW * min(small.shape)))
-    narrow = sign * ndimage.grey_closing(sign * small, size=(window, window), mode="nearest")
+    # Beyond the border the light goes on as it was going (odd reflection: 2 * edge - mirror), so a ramp stays a
+    # ramp up to the photo's edge; padding with the edge value would let the closing lift the dark end of a
+    # ramp to the level half a window inside, and the whole border would turn into "ink".
+    pad = window // 2 + 1
+    padded = np.pad(sign * small, pad, mode="reflect", reflect_type="odd")
+    narrow = sign * ndimage.grey_closing(padded, size=(window, window), mode="nearest")[pad:-pad, pad:-pad]
     enclosed = sign * fill_basins(sign * small, rim=sign * narrow)
     fills = _open_fills(sign * (narrow - small), sign * (enclosed - small), small, narrow)
     paper = np.where(fills, enclosed, narrow)
@@ -263,7 +269,7 @@ def _sheared_rows(ys: np.ndarray, xs: np.ndarray, angle: float, pad: int) -> np.
     return ys - np.round(xs * np.tan(np.deg2rad(angle))).astype(np.int64) + pad
 
 
-def _line_rows(evidence: np.ndarray) -> tuple[float, list[tuple[int, int]]]:
+def _line_rows(evidence: np.ndarray, ink: np.ndarray) -> tuple[float, list[tuple[int, int]]]:
     """Horizontal lines in ``evidence`` (bool (H, W)): (page angle, degrees; [(first, last) sheared row]).
 
     Each angle shears the evidence so that lines at that angle become rows; the angle whose row projection
@@ -283,6 +289,8 @@ def _line_rows(evidence: np.ndarray) -> tuple[float, list[tuple[int, int]]]:
     coarse = max(np.arange(-LINE_MAX_ANGLE, LINE_MAX_ANGLE + 0.1, 1.0), key=peakedness)
     angle = float(max((coarse - 0.5, coarse, coarse + 0.5), key=peakedness))
     rows = _sheared_rows(ys, xs, angle, pad)
+    ink_ys, ink_xs = np.nonzero(ink)
+    ink_rows = _sheared_rows(ink_ys, ink_xs, angle, pad)
     profile = np.bincount(rows, minlength=h + 2 * pad).astype(np.float64)
     profile = np.convolve(profile, np.ones(3), mode="same")  # a line drifting by a row still counts
     thick = max(3, round(LINE_THICKNESS * min(h, w)))
@@ -293,12 +301,15 @@ def _line_rows(evidence: np.ndarray) -> tuple[float, list[tuple[int, int]]]:
         ].max():
             continue
         first, last = peak, peak
-        while first > 0 and profile[first - 1] >= 0.3 * profile[peak]:
+        while first > 0 and profile[first - 1] >= LINE_SPREAD * profile[peak]:
             first -= 1
-        while last + 1 < profile.size and profile[last + 1] >= 0.3 * profile[peak]:
+        while last + 1 < profile.size and profile[last + 1] >= LINE_SPREAD * profile[peak]:
             last += 1
         bins = np.unique(xs[(rows >= first) & (rows <= last)] * 16 // w)
-        if last - first + 1 <= thick and bins.size >= LINE_COVER * 16:
+        # A stroke written along the line hides it (no evidence there): its ink counts towards the cover.
+        hidden = np.unique(ink_xs[(ink_rows >= first - 1) & (ink_rows <= last + 1)] * 16 // w)
+        cover = np.union1d(bins, hidden).size
+        if last - first + 1 <= thick and bins.size >= 0.5 * 16 and cover >= LINE_COVER * 16:
             lines.append((first - pad, last - pad))
     return angle, lines
 
@@ -367,16 +378,18 @@ def remove_lines(
     if min(mask.shape) < LINE_MIN_SIDE:
         return mask, 0
     out, bands = mask, np.zeros_like(mask)
-    angle, rows = _line_rows(line_evidence(grey, light, noise, across=0))
+    angle, rows = _line_rows(line_evidence(grey, light, noise, across=0), mask)
     if rows:
         out, bands = _erase_rows(mask, weber, angle, rows)
-    angle_t, cols = _line_rows(line_evidence(grey, light, noise, across=1).T)
+    angle_t, cols = _line_rows(line_evidence(grey, light, noise, across=1).T, mask.T)
     if cols:
         out_t, bands_t = _erase_rows(out.T, weber.T, angle_t, cols)
         out, bands = out_t.T, bands | bands_t.T
     if rows or cols:
         labels, count = ndimage.label(out, structure=EIGHT)
-        on_lines = ndimage.sum_labels(bands, labels, index=np.arange(1, count + 1))
+        on_lines = np.bincount(labels.ravel(), weights=bands.ravel(), minlength=count + 1)[
+            1:
+        ]  # fast sum_labels
         sizes = np.bincount(labels.ravel(), minlength=count + 1)[1:]
         drop = np.r_[False, on_lines >= LINE_REMNANT * sizes]
         out = out & ~drop[labels]
@@ -436,7 +449,7 @@ def digit_mask(page: Page, label: str = "image") -> np.ndarray:
     """The components that form one digit: the heaviest ink and its close neighbours (a broken stroke, a
     detached bar); far marks and specks are left out. bool (H, W)."""
     labels, boxes, _ = component_boxes(page.mask)
-    mass = ndimage.sum_labels(page.contrast, labels, index=np.arange(1, len(boxes) + 1))
+    mass = np.bincount(labels.ravel(), weights=page.contrast.ravel(), minlength=len(boxes) + 1)[1:]
     order = np.argsort(mass)[::-1]
     main = int(order[0])
     keep = [main]

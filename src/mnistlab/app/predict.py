@@ -9,7 +9,9 @@ import numpy as np
 import torch
 from PIL import Image
 
-from mnistlab.app.imageprep import prepare
+from mnistlab.app.imageprep import load_grey, prepare
+from mnistlab.app.photo import find_ink
+from mnistlab.app.segment import Digit, read_number
 from mnistlab.errors import MnistlabError
 from mnistlab.fileio import atomic_path, make_dirs
 from mnistlab.runs import Run
@@ -23,10 +25,15 @@ class FilePrediction:
     probabilities: list[float] = field(default_factory=list)  # 10 floats summing to 1, empty on error
     input_28x28: np.ndarray | None = None  # uint8 (28, 28): what the model saw
     error: str | None = None  # what is wrong with the file, without its path (that is `source`)
+    digits: list[Digit] | None = None  # --number: the digits read, left to right
 
     @property
     def label(self) -> int | None:
         return int(np.argmax(self.probabilities)) if self.probabilities else None
+
+    @property
+    def number(self) -> str | None:
+        return None if self.digits is None else "".join(str(d.label) for d in self.digits)
 
     def top_k(self, k: int) -> list[tuple[int, float]]:
         order = np.argsort(self.probabilities)[::-1][:k]
@@ -35,12 +42,28 @@ class FilePrediction:
     def to_json(self, k: int) -> dict:
         if self.error is not None:
             return {"file": self.source, "error": self.error}
+        if self.digits is not None:
+            return {"file": self.source, "number": self.number, "digits": digits_json(self.digits)}
         return {
             "file": self.source,
             "label": self.label,
             "top_k": [{"label": c, "probability": p} for c, p in self.top_k(k)],
             "probabilities": self.probabilities,
         }
+
+
+def digits_json(digits: list[Digit]) -> list[dict]:
+    """The digits of a number as JSON: label, probability, box [x0, y0, x1, y1] in the working image."""
+    return [{"label": d.label, "probability": d.probability, "box": list(d.box)} for d in digits]
+
+
+def read_number_in(
+    run: Run, source: str | Path | bytes, name: str | None = None, max_pixels: int | None = None
+) -> list[Digit]:
+    """The digits of the number written in one row in an image file (path or bytes), left to right."""
+    label = name or (str(source) if not isinstance(source, bytes) else "<upload>")
+    page = find_ink(load_grey(source, label, max_pixels), label)
+    return read_number(page, lambda seen: predict_digits(run, seen), label)
 
 
 def predict_digits(run: Run, digits: np.ndarray) -> np.ndarray:
@@ -57,9 +80,20 @@ def predict_digits_with_members(run: Run, digits: np.ndarray) -> tuple[np.ndarra
     return probs.double().numpy(), None if members is None else members.double().numpy()
 
 
-def predict_files(run: Run, paths: list[str | Path], raw: bool = False) -> list[FilePrediction]:
-    """One FilePrediction per path, in order; a bad file gets its error and never stops the others."""
+def predict_files(
+    run: Run, paths: list[str | Path], raw: bool = False, number: bool = False
+) -> list[FilePrediction]:
+    """One FilePrediction per path, in order; a bad file gets its error and never stops the others.
+
+    With ``number`` each file holds a row of digits, read by :func:`read_number_in`."""
     results = [FilePrediction(source=str(p)) for p in paths]
+    if number:
+        for result in results:
+            try:
+                result.digits = read_number_in(run, result.source)
+            except MnistlabError as exc:
+                result.error = str(exc).removeprefix(f"{result.source}: ")
+        return results
     ok: list[FilePrediction] = []
     for result in results:
         try:

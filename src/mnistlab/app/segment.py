@@ -309,5 +309,7 @@ def reread(
     digits = []
     for (ys, xs), p, image in zip((c[0] for c in chosen), probs, seen, strict=True):
         top = int(np.argmax(p))
-        digits.append(Digit(top, float(p[top]), (xs.start, ys.start, xs.stop, ys.stop), image))
+        digits.append(
+            Digit(top, float(p[top]), (int(xs.start), int(ys.start), int(xs.stop), int(ys.stop)), image)
+        )
     return digits

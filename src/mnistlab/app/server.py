@@ -1,7 +1,8 @@
 """The draw-a-digit web app: a FastAPI app (``create_app(run)``) served by uvicorn.
 
 Routes: ``GET /`` the page, ``/static/*`` its script and style (no CDN: works offline), ``POST /api/predict``
-(multipart image upload in field ``file``, or JSON ``{"pixels": 28x28 grey levels 0-255}``), ``GET /healthz``,
+(multipart image upload in field ``file``, or JSON ``{"pixels": 28x28 grey levels 0-255}``; with ``?number=1`` an
+upload is read as a whole number written in one row: ``number`` and ``digits``), ``GET /healthz``,
 ``GET /api/model``. Every request body is limited to MAX_BODY bytes, checked on the declared Content-Length
 and again on the bytes actually received. Client data never names a file: uploads are decoded from memory.
 
@@ -34,8 +35,10 @@ from fastapi.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from mnistlab.app.heap import reclaim_forever
-from mnistlab.app.imageprep import ImageError, prepare, prepare_pixels
-from mnistlab.app.predict import predict_digits_with_members
+from mnistlab.app.imageprep import ImageError, load_grey, prepare, prepare_pixels
+from mnistlab.app.photo import find_ink
+from mnistlab.app.predict import digits_json, predict_digits, predict_digits_with_members
+from mnistlab.app.segment import Digit, read_number
 from mnistlab.app.serve_config import ServeLimits
 from mnistlab.models import count_parameters
 from mnistlab.runs import Run
@@ -67,6 +70,10 @@ class InferenceThread:
 
     async def run(self, fn: Callable[..., T], *args: object) -> T:
         return await asyncio.get_running_loop().run_in_executor(self._pool, fn, *args)
+
+    def call(self, fn: Callable[..., T], *args: object) -> T:
+        """Run ``fn`` on the inference thread and wait for it, from a worker thread (never the event loop)."""
+        return self._pool.submit(fn, *args).result()
 
     def close(self) -> None:
         self._pool.shutdown(wait=True, cancel_futures=True)
@@ -248,6 +255,8 @@ def _add_predict(app: FastAPI, run: Run, inference: InferenceThread) -> None:
     @app.post("/api/predict")
     async def predict(request: Request) -> JSONResponse:
         content_type = request.headers.get("content-type", "")
+        if request.query_params.get("number", "0") not in ("0", "false", ""):
+            return await _predict_number(request, run, inference)
         try:
             if content_type.startswith("application/json"):
                 digit = await _digit_from_json(request)
@@ -270,6 +279,39 @@ def _add_predict(app: FastAPI, run: Run, inference: InferenceThread) -> None:
         return JSONResponse(body)
 
 
+async def _predict_number(request: Request, run: Run, inference: InferenceThread) -> JSONResponse:
+    """``?number=1``: the digits of the number in an uploaded image; the image work runs in a worker thread,
+    the model on the inference thread."""
+    if not request.headers.get("content-type", "").startswith("multipart/form-data"):
+        return _error(415, "number mode reads an image: send multipart/form-data with a 'file' field")
+    try:
+        data = await _upload_bytes(request)
+
+        def classify(seen: np.ndarray) -> np.ndarray:
+            return inference.call(predict_digits, run, seen)
+
+        digits, (height, width) = await run_in_threadpool(_read_number_bytes, data, classify)
+    except ImageError as exc:
+        return _error(422, str(exc))
+    # Boxes are in the working copy of the image (longest side at most WORK_SIDE): "size" says how big it is.
+    body = {
+        "number": "".join(str(d.label) for d in digits),
+        "digits": digits_json(digits),
+        "size": [width, height],
+    }
+    for entry, digit in zip(body["digits"], digits, strict=True):
+        entry["input_28x28"] = digit.input_28x28.astype(int).tolist()
+    return JSONResponse(body)
+
+
+def _read_number_bytes(
+    data: bytes, classify: Callable[[np.ndarray], np.ndarray]
+) -> tuple[list[Digit], tuple[int, int]]:
+    """(the digits of the number in an uploaded image, (height, width) of the working copy they are boxed in)."""
+    page = find_ink(load_grey(data, "upload", MAX_UPLOAD_PIXELS), "upload")
+    return read_number(page, classify, "upload"), page.mask.shape
+
+
 async def _digit_from_json(request: Request) -> np.ndarray:
     try:
         payload = json.loads(await request.body())
@@ -284,6 +326,13 @@ async def _digit_from_json(request: Request) -> np.ndarray:
 
 
 async def _digit_from_upload(request: Request) -> np.ndarray:
+    data = await _upload_bytes(request)
+    # The client's filename is never used: the bytes are decoded in memory under a fixed label.
+    return await run_in_threadpool(prepare, data, "upload", False, MAX_UPLOAD_PIXELS)
+
+
+async def _upload_bytes(request: Request) -> bytes:
+    """The bytes of the multipart form's one file, field ``file``."""
     try:
         form = await request.form(max_files=1, max_fields=4)
     except Exception:  # malformed multipart: the parser raises several types
@@ -293,8 +342,7 @@ async def _digit_from_upload(request: Request) -> np.ndarray:
         raise ImageError("request: no file in form field 'file'")
     data = await upload.read()
     await form.close()
-    # The client's filename is never used: the bytes are decoded in memory under a fixed label.
-    return await run_in_threadpool(prepare, data, "upload", False, MAX_UPLOAD_PIXELS)
+    return data
 
 
 def _error(status: int, message: str) -> JSONResponse:

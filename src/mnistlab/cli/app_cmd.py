@@ -27,8 +27,18 @@ def predict_command(
     raw: Annotated[
         bool, typer.Option(help="Skip MNIST-style normalisation: just fix polarity and resize to 28x28.")
     ] = False,
+    number: Annotated[
+        bool,
+        typer.Option(
+            "--number",
+            help="Read a whole number written in one row (e.g. 2026): each digit and its probability.",
+        ),
+    ] = False,
 ) -> None:
     """Predict the digit in each image. A bad file gets its own error; the exit code is 1 if any failed.
+
+    With --number each image holds a row of digits; the JSON adds "number" and "digits" (label,
+    probability, box [x0, y0, x1, y1]), and --save-input writes each digit's 28x28.
 
     Saving the inputs (--save-input) is a side job: when it fails (a full disk) every prediction is still
     printed, then one error line, and the exit code is 1.
@@ -36,19 +46,31 @@ def predict_command(
     from mnistlab.app.predict import predict_files
     from mnistlab.app.predict import save_input as write_input
 
+    if raw and number:
+        raise typer.BadParameter("--raw and --number do not go together: a number is read digit by digit")
     run = load_run(run_dir)
-    results = predict_files(run, images, raw=raw)
+    results = predict_files(run, images, raw=raw, number=number)
     unsaved: list[str] = []
     for index, result in enumerate(results):
         if result.error is None and save_input is not None:
-            try:
-                write_input(result.input_28x28, save_input, index, result.source)
-            except MnistlabError as exc:
-                unsaved.append(str(exc))
+            seen = (
+                [d.input_28x28 for d in result.digits] if result.digits is not None else [result.input_28x28]
+            )
+            for k, digit in enumerate(seen):
+                name = (
+                    f"{Path(result.source).stem}-digit{k}.png" if result.digits is not None else result.source
+                )
+                try:
+                    write_input(digit, save_input, index, name)
+                except MnistlabError as exc:
+                    unsaved.append(str(exc))
         if as_json:
             typer.echo(json.dumps(result.to_json(top_k)))
         elif result.error is not None:
             typer.echo(f"{result.source}: error: {result.error}", err=True)
+        elif result.digits is not None:
+            each = "  ".join(f"{d.label}: {d.probability:6.2%}" for d in result.digits)
+            typer.echo(f"{result.source}: {result.number}   ({each})")
         else:
             top = "  ".join(f"{c}: {p:6.2%}" for c, p in result.top_k(top_k))
             typer.echo(f"{result.source}: {result.label}   ({top})")

@@ -1,5 +1,7 @@
 // Draw-a-digit page: pointer events (mouse, pen, touch) on a white canvas with black ink; the canvas is sent
 // as a PNG to /api/predict, which does the MNIST-style normalisation server-side. No external assets.
+// "A whole number" widens the canvas and asks /api/predict?number=1, which answers each digit with its box.
+// "Take a photo" opens the phone's camera; the photo is shrunk here (longest side PHOTO_SIDE) before it is sent.
 "use strict";
 
 const pad = document.getElementById("pad");
@@ -11,6 +13,15 @@ const barsEl = document.getElementById("bars");
 const votesEl = document.getElementById("votes");
 const THROTTLE_MS = 150; // at most one request in flight and one per 150 ms while drawing
 const INK_WIDTH = 18; // px on the 280 px canvas: about MNIST's stroke after scaling to 20 px
+const WIDE = 840; // canvas width in number mode, px: room for 4-6 digits as tall as one
+const PHOTO_SIDE = 1280; // a phone photo is shrunk to this longest side before upload (the server works at 640)
+const boxesCtx = document.getElementById("boxes").getContext("2d");
+const numberEl = document.getElementById("number");
+const numberResult = document.getElementById("number-result");
+const digitsEl = document.getElementById("digits");
+const seenDigits = document.getElementById("seen-digits");
+const seenDigitsFigure = document.getElementById("seen-digits-figure");
+let numberMode = false;
 
 let drawing = false;
 let hasInk = false;
@@ -29,6 +40,52 @@ for (let d = 0; d < 10; d++) {
   barsEl.appendChild(li);
 }
 
+function paint28(context, rows) {
+  const img = context.createImageData(28, 28);
+  rows.forEach((row, y) => row.forEach((v, x) => {
+    const i = 4 * (28 * y + x);
+    img.data[i] = img.data[i + 1] = img.data[i + 2] = v;
+    img.data[i + 3] = 255;
+  }));
+  context.putImageData(img, 0, 0);
+}
+
+// A number: the string, each digit with its probability, its 28x28, and (for the canvas) its box on the pad.
+function showNumber(result, onPad) {
+  numberEl.textContent = result.number;
+  numberEl.dataset.number = result.number;
+  digitsEl.replaceChildren(...result.digits.map((d) => {
+    const li = document.createElement("li");
+    li.dataset.label = String(d.label);
+    li.textContent = `${d.label} (${(100 * d.probability).toFixed(1)} %)`;
+    return li;
+  }));
+  seenDigits.replaceChildren(...result.digits.map((d) => {
+    const c = document.createElement("canvas");
+    c.width = c.height = 28;
+    paint28(c.getContext("2d"), d.input_28x28);
+    return c;
+  }));
+  numberResult.hidden = false;
+  seenDigitsFigure.hidden = false;
+  boxesCtx.clearRect(0, 0, boxesCtx.canvas.width, boxesCtx.canvas.height);
+  if (!onPad) return;
+  const scale = pad.width / result.size[0]; // boxes come in the server's working copy of the image
+  boxesCtx.strokeStyle = "#d9822b";
+  boxesCtx.lineWidth = 3;
+  boxesCtx.font = "bold 22px system-ui, sans-serif";
+  boxesCtx.fillStyle = "#d9822b";
+  result.digits.forEach((d) => {
+    const [x0, y0, x1, y1] = d.box.map((v) => v * scale);
+    boxesCtx.strokeRect(x0 - 4, y0 - 4, x1 - x0 + 8, y1 - y0 + 8);
+    boxesCtx.fillText(String(d.label), x0, Math.max(20, y0 - 8));
+  });
+}
+
+function showResult(result, onPad) {
+  if (result.number !== undefined) showNumber(result, onPad); else showPrediction(result);
+}
+
 function showPrediction(result) {
   const probs = result.probabilities;
   barsEl.querySelectorAll("li").forEach((li, d) => {
@@ -40,13 +97,7 @@ function showPrediction(result) {
   labelEl.textContent = String(result.label);
   labelEl.dataset.label = String(result.label);
   showVotes(result.members, result.label);
-  const img = seen.createImageData(28, 28);
-  result.input_28x28.forEach((row, y) => row.forEach((v, x) => {
-    const i = 4 * (28 * y + x);
-    img.data[i] = img.data[i + 1] = img.data[i + 2] = v;
-    img.data[i + 3] = 255;
-  }));
-  seen.putImageData(img, 0, 0);
+  paint28(seen, result.input_28x28);
 }
 
 // A committee's answer carries each member's vote: "members' votes: 7 7 7 1 7 (4 of 5 say 7)".
@@ -70,6 +121,13 @@ function resetPrediction() {
   labelEl.textContent = "–";
   labelEl.dataset.label = "";
   seen.clearRect(0, 0, 28, 28);
+  numberEl.textContent = "";
+  numberEl.dataset.number = "";
+  digitsEl.replaceChildren();
+  seenDigits.replaceChildren();
+  numberResult.hidden = true;
+  seenDigitsFigure.hidden = true;
+  boxesCtx.clearRect(0, 0, boxesCtx.canvas.width, boxesCtx.canvas.height);
 }
 
 function setStatus(text, isError) {
@@ -81,7 +139,7 @@ function setStatus(text, isError) {
 async function postForm(blob, name) {
   const form = new FormData();
   form.append("file", blob, name);
-  const response = await fetch("/api/predict", { method: "POST", body: form });
+  const response = await fetch(numberMode ? "/api/predict?number=1" : "/api/predict", { method: "POST", body: form });
   const body = await response.json();
   if (!response.ok) throw new Error(body.detail || `HTTP ${response.status}`);
   return body;
@@ -99,7 +157,7 @@ async function sendCanvas() {
   try {
     const blob = await new Promise((resolve) => pad.toBlob(resolve, "image/png"));
     const result = await postForm(blob, "canvas.png");
-    if (sentFor === generation) { showPrediction(result); setStatus(""); }
+    if (sentFor === generation) { showResult(result, true); setStatus(""); }
   } catch (err) {
     if (sentFor === generation) setStatus(err.message, true);
   } finally {
@@ -124,7 +182,7 @@ function clearPad() {
   ctx.fillRect(0, 0, pad.width, pad.height);
   hasInk = false;
   resetPrediction();
-  setStatus("Draw with the mouse, a pen or a finger.");
+  setStatus(numberMode ? "Write a number in one row, digits side by side." : "Draw with the mouse, a pen or a finger.");
 }
 
 function point(event) {
@@ -169,18 +227,45 @@ for (const name of ["pointerup", "pointercancel"]) {
 
 document.getElementById("clear").addEventListener("click", clearPad);
 
-document.getElementById("upload").addEventListener("change", async (event) => {
+// A photo, shrunk so that its longest side is PHOTO_SIDE (a phone's 12 MP JPEG is over the 2 MB limit);
+// createImageBitmap applies the photo's EXIF rotation. Small files are sent as they are.
+async function shrunk(file) {
+  if (file.size <= 2 * 1024 * 1024 && !file.type.startsWith("image/jpeg")) return file;
+  const bitmap = await createImageBitmap(file);
+  const scale = Math.min(1, PHOTO_SIDE / Math.max(bitmap.width, bitmap.height));
+  const canvas = document.createElement("canvas");
+  canvas.width = Math.round(bitmap.width * scale);
+  canvas.height = Math.round(bitmap.height * scale);
+  canvas.getContext("2d").drawImage(bitmap, 0, 0, canvas.width, canvas.height);
+  return new Promise((resolve) => canvas.toBlob(resolve, "image/jpeg", 0.9));
+}
+
+async function sendFile(event, what) {
   const file = event.target.files[0];
   event.target.value = "";
   if (!file) return;
-  if (file.size > 2 * 1024 * 1024) { setStatus("file larger than 2 MB", true); return; }
-  setStatus(`predicting ${file.name}…`);
+  generation += 1; // a drawing's answer still in flight must not overwrite this one
+  setStatus(`reading ${what}…`);
   try {
-    showPrediction(await postForm(file, "upload"));
-    setStatus(`uploaded ${file.name}`);
+    const blob = await shrunk(file);
+    if (blob.size > 2 * 1024 * 1024) { setStatus("file larger than 2 MB", true); return; }
+    resetPrediction();
+    showResult(await postForm(blob, "upload"), false);
+    setStatus(`${what}: ${file.name}`);
   } catch (err) {
     setStatus(err.message, true);
   }
+}
+
+document.getElementById("upload").addEventListener("change", (event) => sendFile(event, "uploaded"));
+document.getElementById("camera").addEventListener("change", (event) => sendFile(event, "photo"));
+
+document.getElementById("number-mode").addEventListener("change", (event) => {
+  numberMode = event.target.checked;
+  document.body.classList.toggle("number-mode", numberMode);
+  pad.width = boxesCtx.canvas.width = numberMode ? WIDE : 280;
+  pad.setAttribute("aria-label", numberMode ? "drawing area: write a number, digits side by side" : "drawing area: draw one digit 0-9");
+  clearPad();
 });
 
 fetch("/api/model").then((r) => r.json()).then((m) => {

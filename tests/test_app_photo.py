@@ -1,0 +1,206 @@
+"""Phone photos of paper (issue 15): ink found under uneven light and on ruled paper, and whole numbers.
+
+References: the photo generator (bench/paper_photos.py) knows where it put each digit, and the MNIST digit it
+rendered; a digit on plain white paper is what the same digit under a lighting ramp must look like.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from fastapi.testclient import TestClient
+from PIL import Image
+
+from mnistlab.app.imageprep import ImageError, load_grey, mnist_style, prepare
+from mnistlab.app.photo import digit_mask, find_ink
+from mnistlab.app.predict import predict_digits, read_number_in
+from mnistlab.app.server import create_app
+from mnistlab.cli.app import main
+from mnistlab.data import load_dataset
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
+from paper_photos import CONDITIONS, photo_set
+
+
+@pytest.fixture(scope="module")
+def mnist_test():
+    arrays = load_dataset("mnist", progress=False)
+    return arrays.test_images, arrays.test_labels
+
+
+def png(array: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(np.clip(array, 0, 255).round().astype(np.uint8)).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def similarity(a: np.ndarray, b: np.ndarray) -> float:
+    return float(np.corrcoef(a.ravel().astype(float), b.ravel().astype(float))[0, 1])
+
+
+def on_paper(
+    digit: np.ndarray, paper: np.ndarray, scale: int = 4, at: tuple[int, int] = (40, 60)
+) -> np.ndarray:
+    """An MNIST digit (uint8 28x28, ink white) scaled up and printed in black ink onto ``paper`` (grey levels)."""
+    alpha = (
+        np.asarray(Image.fromarray(digit).resize((28 * scale, 28 * scale), Image.Resampling.BICUBIC)) / 255.0
+    )
+    out = paper.astype(np.float64).copy()
+    y, x = at
+    region = out[y : y + alpha.shape[0], x : x + alpha.shape[1]]
+    region[:] = region * (1 - alpha) + 20.0 * alpha
+    return out
+
+
+def iou(a: tuple, b: tuple) -> float:
+    x0, y0, x1, y1 = max(a[0], b[0]), max(a[1], b[1]), min(a[2], b[2]), min(a[3], b[3])
+    inter = max(0, x1 - x0) * max(0, y1 - y0)
+    area = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return inter / area
+
+
+# ---- single digits: uneven light, blank pages ---------------------------------------------------------------
+
+
+def test_the_issues_plain_ramp_is_read_like_white_paper(mnist_test):
+    """Issue 15: a brightness ramp 150 -> 210 with no noise was refused as blank ("contrast 80 < 151")."""
+    digit = mnist_test[0][0]
+    ramp = np.tile(np.linspace(150, 210, 240), (200, 1))
+    on_ramp = prepare(png(on_paper(digit, ramp)), "ramp.png")
+    on_white = prepare(png(on_paper(digit, np.full((200, 240), 255.0))), "white.png")
+    assert similarity(on_ramp, on_white) > 0.95
+
+
+def test_a_blank_page_under_a_shadow_is_refused_in_plain_words():
+    rng = np.random.default_rng(0)
+    page = np.tile(np.linspace(120, 220, 300), (240, 1)) + rng.normal(0, 3, (240, 300))
+    page[:, :100] *= 0.6  # a shadow's edge is no ink
+    with pytest.raises(
+        ImageError, match=r"blank\.png: no (ink|digit) found \((blank page|the only marks are)"
+    ):
+        prepare(png(page), "blank.png")
+
+
+@pytest.mark.parametrize("condition", CONDITIONS)
+def test_each_condition_finds_the_digit_where_the_generator_put_it(condition, mnist_test):
+    """Two photos per condition: the digit's box matches the generator's, and what the model sees is the
+    MNIST digit that was rendered (its own MNIST-style layout as the reference)."""
+    images, labels = mnist_test
+    for k, photo in enumerate(photo_set(images[:2], labels[:2], condition, 2, seed=3)):
+        grey = load_grey(photo.jpeg, condition)
+        page = find_ink(grey, condition)
+        mask = digit_mask(page, condition)
+        scale = grey.shape[1] / photo.image().size[0]  # load_grey works on a reduced copy
+        rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
+        found = (cols[0] / scale, rows[0] / scale, (cols[-1] + 1) / scale, (rows[-1] + 1) / scale)
+        assert iou(found, photo.boxes[0]) > 0.7, (condition, k, found, photo.boxes[0])
+        seen = prepare(photo.jpeg, condition)
+        assert similarity(seen, mnist_style(images[k].astype(np.float32))) > 0.7, (condition, k)
+
+
+# ---- whole numbers ------------------------------------------------------------------------------------------
+
+
+def touching_gap(left: np.ndarray, right: np.ndarray) -> int:
+    """The gap (negative) at which two ink crops' strokes overlap by a pixel in some row."""
+    rows = (left.max(axis=1) > 0.5) & (right.max(axis=1) > 0.5)
+    margin_left = left.shape[1] - 1 - np.array([np.flatnonzero(r > 0.5)[-1] for r in left[rows]])
+    margin_right = np.array([np.flatnonzero(r > 0.5)[0] for r in right[rows]])
+    return -int((margin_left + margin_right).min()) - 1
+
+
+def number_photo(
+    digits: list[np.ndarray], gaps: list[int | None], break_digit: int | None = None
+) -> np.ndarray:
+    """MNIST digits written 3x in a row on light paper with the given gaps (pixels; None: the strokes touch).
+    ``break_digit``: that digit gets a band of paper across its middle (a pen that skipped)."""
+    inks = []
+    for d in digits:
+        ink = np.asarray(Image.fromarray(d).resize((84, 84), Image.Resampling.BICUBIC)) / 255.0
+        cols = np.flatnonzero(ink.max(axis=0) > 0.1)
+        inks.append(ink[:, cols[0] : cols[-1] + 1])
+    if break_digit is not None:
+        inks[break_digit] = inks[break_digit].copy()
+        inks[break_digit][38:45] = 0.0
+    gaps = [touching_gap(a, b) if g is None else g for a, b, g in zip(inks[:-1], inks[1:], gaps, strict=True)]
+    width = 40 + sum(i.shape[1] for i in inks) + sum(gaps)
+    alpha = np.zeros((160, width))
+    x = 20
+    for ink, gap in zip(inks, [*gaps, 0], strict=True):
+        alpha[38:122, x : x + ink.shape[1]] = np.maximum(alpha[38:122, x : x + ink.shape[1]], ink)
+        x += ink.shape[1] + gap
+    return 235.0 * (1 - alpha) + 25.0 * alpha
+
+
+@pytest.fixture(scope="module")
+def sure_digits(app_run, mnist_test):
+    """Test digits the small app model reads right alone (so these tests judge the segmentation, not it)."""
+    images, labels = mnist_test
+    probs = predict_digits(app_run, images[:200])
+    ok = np.flatnonzero((probs.argmax(axis=1) == labels[:200]) & (probs.max(axis=1) > 0.9))
+    return images[ok], labels[ok]
+
+
+def count_pieces(image: np.ndarray) -> int:
+    from scipy import ndimage
+
+    return ndimage.label(image < 128, structure=np.ones((3, 3)))[1]
+
+
+@pytest.mark.parametrize("kind", ["apart", "touching", "broken"])
+def test_number_reads_touching_and_broken_digits(kind, app_run, sure_digits, tmp_path):
+    images, labels = sure_digits
+    pick = [0, 3, 5, 8]
+    gaps = {"apart": [12, 20, 8], "touching": [12, None, 10], "broken": [14, 16, 12]}[kind]
+    photo = number_photo([images[i] for i in pick], gaps, break_digit=2 if kind == "broken" else None)
+    pieces = count_pieces(photo)
+    assert pieces == {"apart": 4, "touching": 3, "broken": 5}[kind] or (kind == "broken" and pieces > 4)
+    truth = "".join(str(labels[i]) for i in pick)
+    digits = read_number_in(app_run, png(photo), f"{kind}.png")
+    assert "".join(str(d.label) for d in digits) == truth
+    assert [d.box[0] for d in digits] == sorted(d.box[0] for d in digits)  # left to right, boxes apart
+    assert all(0 < d.probability <= 1 and d.input_28x28.shape == (28, 28) for d in digits)
+
+
+def test_cli_number_prints_the_number_and_json_gives_each_digit(app_run, sure_digits, tmp_path, capsys):
+    images, labels = sure_digits
+    photo = number_photo([images[1], images[2], images[4]], [16, 10])
+    Image.fromarray(photo.round().astype(np.uint8)).save(tmp_path / "n.png")
+    truth = "".join(str(labels[i]) for i in (1, 2, 4))
+    args = ["predict", str(app_run.path), str(tmp_path / "n.png"), "--number"]
+    with pytest.raises(SystemExit) as exit_info:
+        main([*args, "--save-input", str(tmp_path / "seen")])
+    assert exit_info.value.code == 0
+    line = capsys.readouterr().out.strip()
+    assert line.startswith(f"{tmp_path / 'n.png'}: {truth}   (") and line.count("%") == 3
+    assert len(list((tmp_path / "seen").glob("*.png"))) == 3
+    with pytest.raises(SystemExit):
+        main([*args, "--json"])
+    body = json.loads(capsys.readouterr().out)
+    assert body["number"] == truth and [d["label"] for d in body["digits"]] == [int(c) for c in truth]
+    assert all(len(d["box"]) == 4 and 0 < d["probability"] <= 1 for d in body["digits"])
+
+
+def test_api_number_mode_returns_the_same_as_the_library(app_run, sure_digits):
+    images, _ = sure_digits
+    data = png(number_photo([images[6], images[7], images[9]], [None, 14]))
+    expected = read_number_in(app_run, data, "upload")
+    with TestClient(create_app(app_run)) as client:
+        body = client.post("/api/predict?number=1", files={"file": ("n.png", data, "image/png")}).json()
+        assert body["number"] == "".join(str(d.label) for d in expected)
+        for got, want in zip(body["digits"], expected, strict=True):
+            assert got["box"] == list(want.box) and abs(got["probability"] - want.probability) < 1e-6
+            assert np.array_equal(np.array(got["input_28x28"]), want.input_28x28)
+        single = client.post("/api/predict", files={"file": ("n.png", data, "image/png")}).json()
+        assert "label" in single and "number" not in single  # without ?number=1: one digit, as before
+        refused = client.post("/api/predict?number=1", json={"pixels": [[0] * 28] * 28})
+        assert refused.status_code == 415 and "multipart" in refused.json()["detail"]
+        blank = client.post(
+            "/api/predict?number=1", files={"file": ("b.png", png(np.full((50, 80), 200.0)), "image/png")}
+        )
+        assert blank.status_code == 422 and "no ink found" in blank.json()["detail"]
