@@ -107,6 +107,36 @@ def check_numbers(run, files: list[Path]) -> dict | None:
     }
 
 
+def picture(run, folder: Path, out: Path) -> None:
+    """One typical photo per condition and a number (top row) and what the model saw (bottom row), as PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from mnistlab.app.predict import read_number_in
+
+    files = [sorted(folder.glob(f"{c}-*.jpg"))[0] for c in CONDITIONS]
+    number = sorted(folder.glob(f"{NUMBERS}-*-touching-*.jpg"))[0]
+    fig, axes = plt.subplots(2, 5, figsize=(12, 5.2), gridspec_kw={"height_ratios": [3, 1.2]})
+    for ax, path in zip(axes[0], [*files, number], strict=True):
+        ax.imshow(plt.imread(path))
+        ax.set_title(path.stem.split("-")[0], fontsize=10)
+    for ax, path in zip(axes[1, :4], files, strict=True):
+        seen = prepare(path.read_bytes(), path.name)
+        label = int(predict_digits(run, seen[None]).argmax())
+        ax.imshow(seen, cmap="gray")
+        ax.set_title(f"model saw: {label}", fontsize=9)
+    digits = read_number_in(run, number.read_bytes(), number.name)
+    axes[1, 4].imshow(np.hstack([d.input_28x28 for d in digits]), cmap="gray")
+    axes[1, 4].set_title(f"model read: {''.join(str(d.label) for d in digits)}", fontsize=9)
+    for ax in axes.ravel():
+        ax.set_xticks([])
+        ax.set_yticks([])
+    fig.tight_layout()
+    fig.savefig(out, dpi=80)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -117,10 +147,16 @@ def main() -> None:
     parser.add_argument("--split", choices=["val", "test"], default="test", help="MNIST digits rendered")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, help="also write the results as JSON here")
+    parser.add_argument(
+        "--picture", type=Path, help="write typical photos and what the model saw (PNG) and stop"
+    )
     args = parser.parse_args()
     torch.set_num_threads(1)
     write_photos(args.folder, args.n, args.split, args.seed)
     run = load_run(args.run_dir)
+    if args.picture:
+        picture(run, args.folder, args.picture)
+        return
     results: dict = {"run": str(args.run_dir), "folder": str(args.folder)}
     for condition in CONDITIONS:
         results[condition] = check_singles(run, sorted(args.folder.glob(f"{condition}-*.jpg")))

@@ -47,6 +47,7 @@ LINE_WINDOW = 7  # ... within this many pixels across the line
 LINE_REMNANT = 0.7  # ink left with this share of its pixels on the lines, once erased, was line too
 LINE_COVER = 0.8  # a line crosses at least this share of the photo (in 16 bins)
 LINE_SPREAD = 0.5  # ... its band: the rows around its peak with at least this share of the peak's evidence
+LINE_SEEN = 0.25  # ... and shows (not hidden under a stroke) in at least this share of the 16 bins
 LINE_THICKNESS = 0.02  # ... and is at most this thick, fraction of the photo's short side
 LINE_MIN_SIDE = 100  # smaller images (an MNIST array, an icon) are not searched for lines, pixels
 EIGHT = np.ones((3, 3), dtype=bool)  # 8-connectivity
@@ -309,7 +310,7 @@ def _line_rows(evidence: np.ndarray, ink: np.ndarray) -> tuple[float, list[tuple
         # A stroke written along the line hides it (no evidence there): its ink counts towards the cover.
         hidden = np.unique(ink_xs[(ink_rows >= first - 1) & (ink_rows <= last + 1)] * 16 // w)
         cover = np.union1d(bins, hidden).size
-        if last - first + 1 <= thick and bins.size >= 0.5 * 16 and cover >= LINE_COVER * 16:
+        if last - first + 1 <= thick and bins.size >= LINE_SEEN * 16 and cover >= LINE_COVER * 16:
             lines.append((first - pad, last - pad))
     return angle, lines
 

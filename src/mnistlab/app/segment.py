@@ -32,6 +32,9 @@ from mnistlab.app.photo import Page, component_boxes
 
 Classifier = Callable[[np.ndarray], np.ndarray]  # uint8 (N, 28, 28) -> probabilities float (N, 10)
 
+HEAVY = (
+    0.2  # pieces with this share of the heaviest piece's ink set the row's height (line remnants are light)
+)
 SPECK = 0.2  # a piece smaller than this many h in both directions is a speck, not part of a digit
 ROW_OVERLAP = 0.5  # a piece belongs to the row when its vertical centre is within this many h of the row's
 STACKED = 0.5  # pieces whose columns overlap by this share of the narrower one's width are one group
@@ -41,6 +44,7 @@ MAX_CUTS = 4  # cuts tried per group: near the lowest minima of its column ink p
 CUT_REACH = 0.25  # a cut's path may wander this many h left or right of its column
 MAX_WIDTH = 2.0  # a candidate digit is at most this many h wide
 # Scores are log-probabilities; each penalty below is subtracted from the top class's log-probability.
+DIGIT_BONUS = 0.0  # added per digit: a sum of log-probabilities otherwise favours fewer, merged digits
 CUT_COST = 0.0  # per cut through ink (touching digits are the exception)
 CUT_INK_COST = 0.1  # ... plus this per stroke width of ink the cut crosses
 GAP_PENALTY = 10.0  # per h of blank gap inside one digit (digits are written apart)
@@ -91,18 +95,23 @@ class Slice:
 # ---- 1. the row ----------------------------------------------------------------------------------------------
 
 
-def row_pieces(boxes: list) -> tuple[list[int], float]:
+def row_pieces(boxes: list, sizes: np.ndarray) -> tuple[list[int], float]:
     """(indices of the components in the number's row, the row's digit height h).
 
-    h is the median height of the tall pieces (at least half the tallest): a broken digit's strokes are
-    shorter than whole digits, and so are specks. The row is the band those tall pieces share.
+    h is the median height of the tall pieces (at least half the tallest of the pieces with at least
+    HEAVY of the heaviest one's ink: a thin remnant of a ruled line may be taller than any digit): a broken
+    digit's strokes are shorter than whole digits, and so are specks. The row is the band those tall pieces
+    share.
     """
     heights = np.array([b[0].stop - b[0].start for b in boxes], dtype=np.float64)
     widths = np.array([b[1].stop - b[1].start for b in boxes], dtype=np.float64)
-    tall = heights >= 0.5 * heights.max()
+    heavy = sizes >= HEAVY * sizes.max()
+    tall = heavy & (heights >= 0.5 * heights[heavy].max())
     h = float(np.median(heights[tall]))
     centres = np.array([(b[0].start + b[0].stop) / 2 for b in boxes])
     middle = float(np.median(centres[tall]))
+    if not any(abs(centres[tall] - middle) <= ROW_OVERLAP * h):  # tall pieces far apart: the tallest's row
+        middle = float(centres[int(np.argmax(np.where(heavy, heights, 0)))])
     keep = [
         i
         for i in range(len(boxes))
@@ -274,10 +283,10 @@ def best_split(n: int, spans: list[tuple[int, int]], scores: np.ndarray) -> list
 
 def read_number(page: Page, classify: Classifier, label: str = "image") -> list[Digit]:
     """The digits of the number written in one row on ``page``, left to right."""
-    labels, boxes, _ = component_boxes(page.mask)
+    labels, boxes, sizes = component_boxes(page.mask)
     if not boxes:
         raise ImageError(f"{label}: no digits found")
-    order, h = row_pieces(boxes)
+    order, h = row_pieces(boxes, sizes)
     groups = stack_pieces(labels, boxes, order, h)
     stroke = stroke_width(page.mask[min(g.rows.start for g in groups) : max(g.rows.stop for g in groups)])
     parts = slices_of(groups, h)
@@ -291,11 +300,15 @@ def read_number(page: Page, classify: Classifier, label: str = "image") -> list[
     seen = np.stack([layout_digit(page.contrast[b], m, page.edge, label, height=h) for b, m in boxes_masks])
     probs = classify(seen)
     tops = probs.argmax(axis=1)
-    scores = np.log(np.clip(probs.max(axis=1), 1e-12, 1.0)) - np.array(
-        [
-            shape_penalty(b, h, int(top)) + gap_penalty(parts[i:j], h) + cut_cost(parts[i], stroke)
-            for (b, _), top, (i, j) in zip(boxes_masks, tops, spans, strict=True)
-        ]
+    scores = (
+        DIGIT_BONUS
+        + np.log(np.clip(probs.max(axis=1), 1e-12, 1.0))
+        - np.array(
+            [
+                shape_penalty(b, h, int(top)) + gap_penalty(parts[i:j], h) + cut_cost(parts[i], stroke)
+                for (b, _), top, (i, j) in zip(boxes_masks, tops, spans, strict=True)
+            ]
+        )
     )
     return reread([boxes_masks[k] for k in best_split(len(parts), spans, scores)], page, classify, label)
 
