@@ -51,7 +51,8 @@ GAP_PENALTY = 10.0  # per h of blank gap inside one digit (digits are written ap
 JOIN_PENALTY = 0.5  # per extra tall piece (SHORT h or taller) joined into one digit: tall pieces are digits
 SHORT_PENALTY = 10.0  # per h of height short of SHORT h (a fragment read as a digit)
 SHORT = 0.65
-ASPECT_PENALTY = 0.5  # times (|z| - 1.5)^2, z: log width/height in spreads from the label's median
+ASPECT_PENALTY = 0.5  # times (|z| - ASPECT_FREE)^2, z: log width/height in spreads from the label's median
+ASPECT_FREE = 1.5  # spreads of aspect that cost nothing
 # Width/height of the ink's box of MNIST training digits 0-9: the median, and the robust std of its log.
 ASPECT_MEDIAN = np.array([0.9, 0.4, 0.95, 0.8, 0.8, 0.95, 0.7, 0.8, 0.75, 0.7])
 ASPECT_SPREAD = np.array([0.17, 0.47, 0.23, 0.2, 0.2, 0.25, 0.23, 0.2, 0.21, 0.23])
@@ -246,7 +247,7 @@ def shape_penalty(box: tuple[slice, slice], h: float, label: int) -> float:
     equally tall, and each digit has its typical width (a 1 is narrow, a 0 wide)."""
     height, width = box[0].stop - box[0].start, box[1].stop - box[1].start
     z = (np.log(width / height) - np.log(ASPECT_MEDIAN[label])) / ASPECT_SPREAD[label]
-    return SHORT_PENALTY * max(0.0, SHORT - height / h) + ASPECT_PENALTY * max(0.0, abs(z) - 1.5) ** 2
+    return SHORT_PENALTY * max(0.0, SHORT - height / h) + ASPECT_PENALTY * max(0.0, abs(z) - ASPECT_FREE) ** 2
 
 
 def gap_penalty(parts: list[Slice], h: float) -> float:
