@@ -82,7 +82,7 @@ def build_config(model: str, overrides: dict[str, dict[str, object]]) -> TrainCo
 def train_command(
     ctx: typer.Context,
     model: Annotated[
-        str, typer.Option(help="Model name: cnn, mlp, lenet5, lenet-wide, pytorch-example.")
+        str, typer.Option(help="Model name: cnn, mlp, lenet5, lenet-wide, deep-cnn, pytorch-example.")
     ] = "cnn",
     dataset: Annotated[str, typer.Option(help="Dataset name: mnist, fashion-mnist, kmnist.")] = "mnist",
     data_dir: Annotated[
