@@ -77,6 +77,9 @@ class AugmentConfig:
     translate: float = 2.0  # pixels, per axis
     elastic_alpha: float = 34.0  # pixels: scale of the smoothed displacement field (Simard et al. 2003)
     elastic_sigma: float = 6.0  # pixels: std of the Gaussian that smooths it
+    # The last N epochs train on undistorted images: resampling blurs every distorted digit a little, and the
+    # test digits are sharp, so the final low-lr steps (and BatchNorm's running statistics) see sharp ones.
+    clean_epochs: int = 0
 
     def problems(self) -> list[tuple[bool, str]]:
         return [
@@ -90,6 +93,7 @@ class AugmentConfig:
             (0 <= self.translate <= 28, f"translate must be in [0, 28] pixels, got {self.translate}"),
             (self.elastic_alpha >= 0, f"elastic alpha must be >= 0 pixels, got {self.elastic_alpha}"),
             (self.elastic_sigma > 0, f"elastic sigma must be > 0 pixels, got {self.elastic_sigma}"),
+            (self.clean_epochs >= 0, f"clean epochs must be >= 0, got {self.clean_epochs}"),
         ]
 
 

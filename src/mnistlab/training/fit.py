@@ -190,7 +190,8 @@ def _fit(
     last_epoch = config.epochs if not config.dry_run else 1
     for epoch in range(start_epoch, last_epoch + 1):
         batches = splits.train.batches(per_step, shuffle=True, generator=order, shard=ctx.shard)
-        if distorter is not None:  # training batches only: validation and test are never distorted
+        # training batches only (validation and test are never distorted), and not in the last clean epochs
+        if distorter is not None and epoch <= config.epochs - config.augment.clean_epochs:
             batches = distorter.wrap(batches)
         total = min(steps_per_epoch, max_steps) if max_steps else steps_per_epoch
         t0 = time.perf_counter()
