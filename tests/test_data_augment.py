@@ -11,6 +11,7 @@ import pytest
 import torch
 
 import mnistlab
+from mnistlab.cli.train_cmd import Augment
 from mnistlab.config import AugmentConfig, TrainConfig
 from mnistlab.data import Preprocessor
 from mnistlab.data.augment import (
@@ -283,6 +284,25 @@ def test_only_training_batches_are_distorted(tiny_config, monkeypatch):
     assert val["accuracy"] == run.history[-1]["val_accuracy"]
     assert run.evaluate()["accuracy"] == run.summary["test_accuracy"]
     assert len(seen) == run.history[0]["steps"]  # and the scoring above distorted nothing
+
+
+def test_the_last_clean_epochs_are_not_distorted(tiny_config, monkeypatch):
+    calls: list[int] = []
+    real = Distorter.__call__
+    monkeypatch.setattr(Distorter, "__call__", lambda self, x: calls.append(x.shape[0]) or real(self, x))
+    tiny_config.epochs, tiny_config.augment.kind, tiny_config.augment.clean_epochs = 3, "affine", 2
+    mnistlab.train(tiny_config)
+    assert sum(calls) == tiny_config.data.train_subset  # the first of 3 epochs only
+
+
+def test_cli_flags_set_the_augment_section():
+    from mnistlab.cli.train_cmd import build_config
+
+    config = build_config(
+        "cnn", {"augment": {"kind": Augment.both, "rotate": 5.0, "elastic_sigma": 4.0, "clean_epochs": 1}}
+    )
+    assert (config.augment.kind, config.augment.rotate, config.augment.elastic_sigma) == ("both", 5.0, 4.0)
+    assert config.augment.clean_epochs == 1 and config.augment.scale == AugmentConfig().scale
 
 
 def test_default_is_none_and_config_round_trips():

@@ -133,6 +133,9 @@ def train_command(
     elastic_sigma: Annotated[
         float | None, typer.Option(help="Augment: elastic smoothing std sigma, pixels.")
     ] = None,
+    clean_epochs: Annotated[
+        int | None, typer.Option(help="Augment: train the last N epochs on undistorted images.")
+    ] = None,
     patience: Annotated[int | None, typer.Option(help="Early stopping: epochs without improvement.")] = None,
     monitor: Annotated[Monitor | None, typer.Option(help="Validation metric for early stopping.")] = None,
     seed: Annotated[int, typer.Option(help="Random seed (init, split, data order).")] = 0,
@@ -210,6 +213,7 @@ def train_command(
                 "translate": translate,
                 "elastic_alpha": elastic_alpha,
                 "elastic_sigma": elastic_sigma,
+                "clean_epochs": clean_epochs,
             },
             "run": {
                 "epochs": epochs,
