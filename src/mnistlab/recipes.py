@@ -97,11 +97,13 @@ def _deep_cnn_long() -> TrainConfig:
 
 
 def _lenet_wide_long() -> TrainConfig:
-    # The lecture's wide LeNet with distortions (both), 15 epochs of one-cycle SGD at peak lr 0.05, batch 128:
-    # validation 99.46 % (s2 in docs/recipe-search.md). ~32 s/epoch on one idle core: ~8 minutes.
+    # The lecture's wide LeNet with distortions (both), 20 epochs of one-cycle SGD at peak lr 0.05, batch 128,
+    # dropout 0.25 in its two hidden layers: validation 99.56 %, against 99.46 % for 15 epochs without dropout
+    # (s5, s2 in docs/recipe-search.md). ~32 s/epoch on one idle core: ~11 minutes.
     config = _lenet_wide()
+    config.model.dropout = 0.25
     config.augment = _distorted()
-    config.epochs = 15
+    config.epochs = 20
     return config
 
 
