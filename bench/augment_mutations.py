@@ -133,9 +133,9 @@ MUTATIONS = [
     ),
     (
         "clean_epochs ignored: every epoch distorted",
-        "src/mnistlab/training/fit.py",
-        "if distorter is not None and epoch <= config.epochs - config.augment.clean_epochs:",
-        "if distorter is not None:",
+        "src/mnistlab/training/trainer.py",
+        "clean = epoch > self.config.epochs - self.config.augment.clean_epochs",
+        "clean = False",
         "test_the_last_clean_epochs",
     ),
     (
