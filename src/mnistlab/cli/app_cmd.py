@@ -44,7 +44,6 @@ def predict_command(
     printed, then one error line, and the exit code is 1.
     """
     from mnistlab.app.predict import predict_files
-    from mnistlab.app.predict import save_input as write_input
 
     if raw and number:
         raise typer.BadParameter("--raw and --number do not go together: a number is read digit by digit")
@@ -53,27 +52,8 @@ def predict_command(
     unsaved: list[str] = []
     for index, result in enumerate(results):
         if result.error is None and save_input is not None:
-            seen = (
-                [d.input_28x28 for d in result.digits] if result.digits is not None else [result.input_28x28]
-            )
-            for k, digit in enumerate(seen):
-                name = (
-                    f"{Path(result.source).stem}-digit{k}.png" if result.digits is not None else result.source
-                )
-                try:
-                    write_input(digit, save_input, index, name)
-                except MnistlabError as exc:
-                    unsaved.append(str(exc))
-        if as_json:
-            typer.echo(json.dumps(result.to_json(top_k)))
-        elif result.error is not None:
-            typer.echo(f"{result.source}: error: {result.error}", err=True)
-        elif result.digits is not None:
-            each = "  ".join(f"{d.label}: {d.probability:6.2%}" for d in result.digits)
-            typer.echo(f"{result.source}: {result.number}   ({each})")
-        else:
-            top = "  ".join(f"{c}: {p:6.2%}" for c, p in result.top_k(top_k))
-            typer.echo(f"{result.source}: {result.label}   ({top})")
+            unsaved += _save_inputs(result, save_input, index)
+        _echo_result(result, top_k, as_json)
     failed = sum(r.error is not None for r in results)
     if failed:
         typer.echo(f"{failed} of {len(results)} files failed", err=True)
@@ -82,6 +62,38 @@ def predict_command(
         typer.echo(f"mnistlab: error: --save-input failed: {unsaved[0]}{more}", err=True)
     if failed or unsaved:
         raise typer.Exit(1)
+
+
+def _save_inputs(result, folder: Path, index: int) -> list[str]:
+    """Write what the model saw for one file (each digit's 28x28 with --number); the errors, if any."""
+    from mnistlab.app.predict import save_input as write_input
+
+    if result.digits is None:
+        seen = [(result.input_28x28, result.source)]
+    else:
+        stem = Path(result.source).stem
+        seen = [(d.input_28x28, f"{stem}-digit{k}.png") for k, d in enumerate(result.digits)]
+    errors = []
+    for digit, name in seen:
+        try:
+            write_input(digit, folder, index, name)
+        except MnistlabError as exc:
+            errors.append(str(exc))
+    return errors
+
+
+def _echo_result(result, top_k: int, as_json: bool) -> None:
+    """One line per file: JSON, an error on stderr, the number with each digit's probability, or the top k."""
+    if as_json:
+        typer.echo(json.dumps(result.to_json(top_k)))
+    elif result.error is not None:
+        typer.echo(f"{result.source}: error: {result.error}", err=True)
+    elif result.digits is not None:
+        each = "  ".join(f"{d.label}: {d.probability:6.2%}" for d in result.digits)
+        typer.echo(f"{result.source}: {result.number}   ({each})")
+    else:
+        top = "  ".join(f"{c}: {p:6.2%}" for c, p in result.top_k(top_k))
+        typer.echo(f"{result.source}: {result.label}   ({top})")
 
 
 @app.command("serve")
