@@ -50,6 +50,7 @@ LINE_SPREAD = 0.5  # ... its band: the rows around its peak with at least this s
 LINE_SEEN = 0.25  # ... and shows (not hidden under a stroke) in at least this share of the 16 bins
 LINE_THICKNESS = 0.02  # ... and is at most this thick, fraction of the photo's short side
 LINE_MIN_SIDE = 100  # smaller images (an MNIST array, an icon) are not searched for lines, pixels
+BORDER_DIGIT = 0.02  # ink along the border alone is still a digit when it covers this share of the photo
 EIGHT = np.ones((3, 3), dtype=bool)  # 8-connectivity
 
 
@@ -431,7 +432,10 @@ def find_ink(grey: np.ndarray, label: str = "image") -> Page:
     contrast = ink_contrast(grey)
     mask, edge = visible_ink(contrast, label)
     cleaned, lines = remove_lines(mask, contrast.weber, grey, contrast.light, contrast.noise)
-    cleaned = drop_border_bands(cleaned)
+    inside = drop_border_bands(cleaned)
+    # Nothing but bands along the border: a tightly cropped digit whose thick stroke hugs the edge, or the table.
+    # Keep it when it is ink enough to be a digit (BORDER_DIGIT of the photo): refusing visible ink is worse.
+    cleaned = inside if inside.any() or cleaned.mean() < BORDER_DIGIT else cleaned
     if not cleaned.any():
         what = f"{lines} ruled line(s) or the sheet's edge" if lines else "the sheet's edge or the table"
         raise ImageError(f"{label}: no digit found (the only marks are {what})")
