@@ -112,12 +112,10 @@ def paper_brightness(grey: np.ndarray, light: bool) -> np.ndarray:
     small = ndimage.gaussian_filter(shrink(grey, BACKGROUND_SIDE), 1.0)  # less noise, less closing bias
     sign = 1.0 if light else -1.0  # light-on-dark paper: the same steps on the negative image
     window = max(3, round(PAPER_WINDOW * min(small.shape)))
-    # Beyond the border the light goes on as it was going (odd reflection: 2 * edge - mirror), so a ramp stays a
-    # ramp up to the photo's edge; padding with the edge value would let the closing lift the dark end of a
-    # ramp to the level half a window inside, and the whole border would turn into "ink".
-    pad = window // 2 + 1
-    padded = np.pad(sign * small, pad, mode="reflect", reflect_type="odd")
-    narrow = sign * ndimage.grey_closing(padded, size=(window, window), mode="nearest")[pad:-pad, pad:-pad]
+    # mode="nearest" pads each of the closing's passes with the border's values: a stroke touching the border
+    # is closed over as anywhere else. The price: the dark end of a steep ramp at the border is lifted to the
+    # level half a window inside and comes out as faint ink (see find_ink's BORDER_DIGIT).
+    narrow = sign * ndimage.grey_closing(sign * small, size=(window, window), mode="nearest")
     enclosed = sign * fill_basins(sign * small, rim=sign * narrow)
     fills = _open_fills(sign * (narrow - small), sign * (enclosed - small), small, narrow)
     paper = np.where(fills, enclosed, narrow)
