@@ -19,6 +19,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from mnistlab.app.formats import ExportFormat
 from mnistlab.data import Preprocessor, load_dataset
 from mnistlab.errors import MnistlabError
 from mnistlab.fileio import atomic_path
@@ -27,7 +28,6 @@ from mnistlab.runs import Run
 VERIFY_IMAGES = 1000  # test images compared between PyTorch and the exported model
 MAX_LOGIT_DIFF = 1e-4  # |logit_torch - logit_export|, logits are unitless
 OPSET = 18
-ExportFormat = Literal["onnx", "torchscript"]
 Exporter = Literal["legacy", "dynamo"]  # torch's TorchScript-based ONNX exporter, or its dynamo one
 
 

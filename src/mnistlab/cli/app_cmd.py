@@ -8,8 +8,7 @@ from typing import Annotated
 
 import typer
 
-from mnistlab.api import load_run
-from mnistlab.app.export import ExportFormat
+from mnistlab.app.formats import ExportFormat
 from mnistlab.app.serve_config import ServeConfig, ServeLimits
 from mnistlab.cli.app import app
 
@@ -28,6 +27,7 @@ def predict_command(
     ] = False,
 ) -> None:
     """Predict the digit in each image. A bad file gets its own error; the exit code is 1 if any failed."""
+    from mnistlab.api import load_run
     from mnistlab.app.predict import predict_files
     from mnistlab.app.predict import save_input as write_input
 
@@ -76,6 +76,7 @@ def serve_command(
     ] = ServeLimits.torch_threads,
 ) -> None:
     """Serve the draw-a-digit page and the JSON API (POST /api/predict, GET /api/model, GET /healthz)."""
+    from mnistlab.api import load_run
     from mnistlab.app.serving import bind, serve, url
 
     limits = ServeLimits(
@@ -107,6 +108,7 @@ def export_command(
     The export is checked against PyTorch on 1,000 test images (max |Δlogit| <= 1e-4, same argmax for all)
     and is not written if it fails.
     """
+    from mnistlab.api import load_run
     from mnistlab.app.export import export_run
 
     run = load_run(run_dir)

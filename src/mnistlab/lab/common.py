@@ -13,7 +13,6 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
 
 import torch
 from torch import nn
@@ -22,20 +21,10 @@ from mnistlab.config import TrainConfig
 from mnistlab.data import TensorSplit
 from mnistlab.evaluation.report import write_json
 from mnistlab.inference import evaluate
+from mnistlab.lab.options import LabOptions
 from mnistlab.runs import create_run_dir
 from mnistlab.training import build_trainer, prepare_data
 from mnistlab.training.trainer import Splits
-
-LrScaling = Literal["none", "linear"]
-
-
-@dataclass
-class LabOptions:
-    quick: bool = False
-    out: Path | None = None  # experiment folder; None = lab/<timestamp>-<name>
-    seed: int = 0
-    lr_scaling: LrScaling = "none"  # batch-size experiment: linear scaling of lr with batch (full mode: both)
-    threads: int | None = None
 
 
 def open_out_dir(name: str, options: LabOptions) -> Path:

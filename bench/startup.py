@@ -1,0 +1,73 @@
+"""Start-up time of the command line: `mnistlab --help`, `--version`, a usage error, `train --help`.
+
+Each command is run N times as a fresh process (``python -m mnistlab ...``, the interpreter running this
+script, with this checkout's ``src`` first on PYTHONPATH); the median and the fastest wall times are reported,
+next to an empty interpreter (``python -c pass``) as the floor. The target (issue 13) is <= 0.3 s for
+`--help`, `--version` and usage errors: none of them may import torch.
+
+    python bench/startup.py --runs 11 --out bench/results/startup.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+SRC = Path(__file__).resolve().parents[1] / "src"
+
+COMMANDS = {
+    "python -c pass (floor)": ["-c", "pass"],
+    "mnistlab --help": ["-m", "mnistlab", "--help"],
+    "mnistlab --version": ["-m", "mnistlab", "--version"],
+    "mnistlab train --lr abc (usage error)": ["-m", "mnistlab", "train", "--lr", "abc"],
+    "mnistlab train --epochs 0 (config error)": ["-m", "mnistlab", "train", "--epochs", "0"],
+    "mnistlab train --help": ["-m", "mnistlab", "train", "--help"],
+}
+
+
+def time_command(args: list[str], runs: int) -> dict:
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(SRC), os.environ.get("PYTHONPATH", "")])}
+    seconds, codes = [], set()
+    for _ in range(runs):
+        t0 = time.perf_counter()
+        done = subprocess.run([sys.executable, *args], capture_output=True, env=env)
+        seconds.append(time.perf_counter() - t0)
+        codes.add(done.returncode)
+    return {
+        "median_s": round(statistics.median(seconds), 4),
+        "min_s": round(min(seconds), 4),
+        "runs": runs,
+        "exit_codes": sorted(codes),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=11, help="runs per command (median reported)")
+    parser.add_argument("--out", type=Path, help="write the results as JSON here")
+    args = parser.parse_args()
+    results = {}
+    for name, command in COMMANDS.items():
+        results[name] = time_command(command, args.runs)
+        r = results[name]
+        print(f"{name:<44} median {r['median_s']:.3f} s  min {r['min_s']:.3f} s  exit {r['exit_codes']}")
+    payload = {
+        "python": platform.python_version(),
+        "load_average": os.getloadavg() if hasattr(os, "getloadavg") else None,
+        "cpus": os.cpu_count(),
+        "results": results,
+    }
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8")
+
+
+if __name__ == "__main__":
+    main()
