@@ -4,6 +4,7 @@ A run folder (written by :func:`mnistlab.training.fit.fit`)::
 
     config.json        the resolved TrainConfig, written first (rewritten when a resume changes a safe field)
     metrics.jsonl      one JSON object per epoch, appended as each epoch ends (rewritten on resume)
+    steps.jsonl        one JSON object per epoch: every step's training loss, for per-step learning curves
     last.safetensors   resume state after each epoch; removed when the run completes
     model.safetensors  the best weights (by validation) + preprocessing statistics + config, written at the end
     summary.json       written last: its presence is what marks the run as complete
@@ -36,6 +37,7 @@ from mnistlab.models import model_from_config
 
 CONFIG_FILE = "config.json"
 METRICS_FILE = "metrics.jsonl"
+STEPS_FILE = "steps.jsonl"
 CHECKPOINT_FILE = "last.safetensors"
 MODEL_FILE = "model.safetensors"
 SUMMARY_FILE = "summary.json"
@@ -97,7 +99,11 @@ def read_metrics(run_dir: str | Path) -> list[dict]:
     A last line that is not JSON was torn by an interrupted write and is dropped; a bad line before it means
     the file was damaged, a RunError naming the line.
     """
-    path = Path(run_dir) / METRICS_FILE
+    return _read_jsonl(Path(run_dir) / METRICS_FILE)
+
+
+def _read_jsonl(path: Path) -> list[dict]:
+    """One JSON object per line; a torn last line is dropped, a bad line before it is a RunError."""
     if not path.is_file():
         return []
     lines = path.read_text(encoding="utf-8").splitlines()
@@ -123,6 +129,23 @@ def append_metrics(run_dir: Path, record: dict) -> None:
 def write_metrics(run_dir: Path, history: list[dict]) -> None:
     """Replace metrics.jsonl with exactly ``history``, atomically."""
     atomic_write(run_dir / METRICS_FILE, "".join(json.dumps(record) + "\n" for record in history))
+
+
+def steps_record(epoch: int, step_losses: list[float]) -> dict:
+    """One line of steps.jsonl: ``{"epoch": 1, "loss": [...]}``, each step's batch-mean training loss in
+    nats/image (before its update, in order; in a data-parallel run, rank 0's own batches), 5 digits."""
+    return {"epoch": epoch, "loss": [float(f"{loss:.5g}") for loss in step_losses]}
+
+
+def read_steps(run_dir: str | Path) -> list[dict]:
+    """The per-epoch step losses of steps.jsonl ([] when absent; a torn last line is dropped)."""
+    return _read_jsonl(Path(run_dir) / STEPS_FILE)
+
+
+def write_steps(run_dir: Path, epochs: list[dict]) -> None:
+    """Replace steps.jsonl with ``epochs`` (records of :func:`steps_record`), atomically: a small file, rewritten
+    whole at each epoch's end so that it is never half-written."""
+    atomic_write(run_dir / STEPS_FILE, "".join(json.dumps(record) + "\n" for record in epochs))
 
 
 def read_summary(run_dir: str | Path) -> dict:

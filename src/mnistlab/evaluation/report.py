@@ -154,7 +154,7 @@ def run_report(
     confusion_matrix.png, mistakes.png, unsure_correct.png, per_class.csv, report.json, report.html/.md.
     """
     from mnistlab.data import load_dataset
-    from mnistlab.runs import load_run
+    from mnistlab.runs import load_run, read_steps
 
     run = load_run(run_dir)
     out_dir = Path(out) if out else Path(run_dir) / "report"
@@ -163,15 +163,17 @@ def run_report(
     arrays = load_dataset(cfg.dataset, data_dir or cfg.data_dir, download=cfg.download, progress=False)
     images = arrays.test_images  # uint8 (N, 28, 28)
     labels = torch.from_numpy(arrays.test_labels).long()
-    probs = run.predict(images)  # (N, 10)
+    probs = run.predict(torch.from_numpy(images))  # (N, 10)
     confidence, predicted = probs.max(dim=1)
     result = classification_report(predicted, labels, num_classes=probs.shape[1])
     accuracy = (predicted == labels).double().mean().item()
 
     report = Report(f"Run report: {Path(run_dir).name}")
-    if run.history:
-        fig = plots.learning_curves(run.history)
-        report.figure(plots.save_figure(fig, out_dir / "learning_curves.png"), "Loss and accuracy per epoch.")
+    steps = read_steps(run_dir)
+    if run.history or steps:
+        fig = plots.learning_curves(run.history, steps)
+        caption = "Training loss at every step and validation at the end of each epoch; accuracy per epoch."
+        report.figure(plots.save_figure(fig, out_dir / "learning_curves.png"), caption)
     report.figure(
         plots.save_figure(
             plots.confusion_heatmap(result["confusion_matrix"], "Test confusion matrix"),

@@ -35,6 +35,9 @@ class TrainState:
     stopper: EarlyStopping
     history: list[dict] = field(default_factory=list)  # one metrics record per epoch trained
     config_history: list[dict] = field(default_factory=list)  # one entry per resume: time, epoch, changes
+    steps: list[dict] = field(
+        default_factory=list
+    )  # steps.jsonl: each epoch's per-step losses (not checkpointed)
 
     @property
     def next_epoch(self) -> int:

@@ -25,10 +25,13 @@ from mnistlab.runs import (
     append_metrics,
     create_run_dir,
     read_config,
+    read_steps,
     save_model_file,
+    steps_record,
     write_config,
     write_error,
     write_metrics,
+    write_steps,
     write_summary,
 )
 from mnistlab.training import distributed
@@ -44,7 +47,14 @@ from mnistlab.training.distributed import SingleProcess
 from mnistlab.training.early_stopping import EarlyStopping
 from mnistlab.training.environment import describe_environment
 from mnistlab.training.progress import Reporter
-from mnistlab.training.trainer import Splits, Trainer, build_trainer, prepare_data
+from mnistlab.training.trainer import (
+    SMOKE_STEPS_ENV,
+    Splits,
+    Trainer,
+    build_trainer,
+    prepare_data,
+    smoke_steps,
+)
 
 EpochCallback = Callable[[dict], None]
 
@@ -93,9 +103,12 @@ def _fit(
     folder = dist.on_main(lambda: _open_folder(config, resume))  # None: a dry run, or not rank 0
     state = _restore(trainer, resume, changes)
     reporter.line(_banner(config, trainer, splits, folder))
+    reporter.line(_legend(config, splits))
     for epoch in range(state.next_epoch, trainer.last_epoch + 1):
-        record = trainer.epoch(epoch, reporter).record
+        result = trainer.epoch(epoch, reporter)
+        record = result.record
         _check_finite(record, config, folder)
+        state.steps.append(steps_record(epoch, result.step_losses))
         is_best = state.observe(record, config.monitor, trainer.model)
         reporter.line(_epoch_line(record, trainer.last_epoch, is_best))
         for callback in callbacks if dist.is_main else ():  # like the run folder: rank 0 only
@@ -164,6 +177,7 @@ def _open_folder(config: TrainConfig, resume: Path | None) -> Path | None:
     config.out = str(folder)
     write_config(folder, config)
     write_metrics(folder, [])
+    write_steps(folder, [])
     return folder
 
 
@@ -176,8 +190,10 @@ def _restore(trainer: Trainer, resume: Path | None, changes: dict) -> TrainState
         return state
     restore_checkpoint(resume, trainer, state)  # every rank reads the same files
     state.config_history.append(config_change(changes, len(state.history)))
+    state.steps = [s for s in read_steps(resume) if s["epoch"] <= len(state.history)]
     if trainer.dist.is_main:  # the folder says exactly what the checkpoint holds, and the config it now runs
         write_metrics(resume, state.history)
+        write_steps(resume, state.steps)
         write_config(resume, c)
     return state
 
@@ -196,11 +212,13 @@ def _check_finite(record: dict, config: TrainConfig, folder: Path | None) -> Non
 
 
 def _checkpoint(trainer: Trainer, state: TrainState, folder: Path | None) -> None:
-    """last.safetensors first, then the metrics line: a crash between them loses nothing on resume."""
+    """steps.jsonl, last.safetensors, then the metrics line: a crash between any two loses nothing on resume
+    (the steps may run one epoch ahead of the checkpoint; a resume cuts them back to it)."""
     if trainer.config.dry_run:
         return
     rng_states = trainer.dist.gather_rng_states()  # a collective: every rank takes part
     if folder is not None:
+        write_steps(folder, state.steps)
         save_checkpoint(folder, trainer, state, rng_states)
         append_metrics(folder, state.history[-1])
 
@@ -212,6 +230,8 @@ def _finish(
     config, model, dist = trainer.config, trainer.model, trainer.dist
     state.stopper.restore_best(model)
     environment = describe_environment(dist.device) | {"world_size": dist.world_size}
+    if smoke_steps():
+        environment["smoke_steps"] = smoke_steps()  # a smoke test's run: its figures mean nothing
     summary = summarise(config, count_parameters(model), state, environment)
     if not config.dry_run:
         test = dist.evaluate(
@@ -259,6 +279,24 @@ def _banner(config: TrainConfig, trainer: Trainer, splits: Splits, folder: Path 
         f"images, device {dist.device}, {torch.get_num_threads()} threads"
         + (f" x {dist.world_size} processes ({dist.backend})" if dist.enabled else "")
         + (f", run folder {folder}" if folder else " (dry run: nothing is written)")
+        + (
+            f"; SMOKE TEST: {smoke_steps()} steps per epoch at most ({SMOKE_STEPS_ENV})"
+            if smoke_steps()
+            else ""
+        )
+    )
+
+
+def _legend(config: TrainConfig, splits: Splits) -> str:
+    """What the epoch lines show, said once: they stay short, and the `*` is never a mystery."""
+    best = (
+        f"; * = best epoch so far by {config.monitor} (its weights are kept)"
+        if splits.val is not None
+        else ""
+    )
+    return (
+        "each epoch: train and val loss (nats/image) and accuracy, the peak learning rate of its steps, "
+        f"seconds{best}"
     )
 
 
@@ -269,5 +307,5 @@ def _epoch_line(record: dict, epochs: int, is_best: bool) -> str:
     ]
     if "val_loss" in record:
         parts.append(f"val loss {record['val_loss']:.4f} acc {100 * record['val_accuracy']:.2f} %")
-    parts += [f"lr {record['lr']:.4g}", f"{record['seconds']:.1f} s"]
+    parts += [f"peak lr {record.get('lr_peak', record['lr']):.2e}", f"{record['seconds']:.1f} s"]
     return "  ".join(parts) + ("  *" if is_best else "")

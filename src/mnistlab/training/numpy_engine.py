@@ -23,7 +23,7 @@ from mnistlab.errors import ConfigError
 from mnistlab.models import build_model
 from mnistlab.scratch import MLP, SGD, FitResult, fit, load_state_dict, to_state_dict
 from mnistlab.training.optim import lr_multiplier
-from mnistlab.training.trainer import Splits, prepare_data
+from mnistlab.training.trainer import Splits, prepare_data, step_cap
 
 
 def check_config(config: TrainConfig) -> None:
@@ -96,7 +96,7 @@ def train_numpy(config: TrainConfig, splits: Splits | None = None, dtype: type =
         lr=lambda step: o.lr * multiplier(step),
         val=val,
         orders=torch_orders(len(train[0]), config.seed),
-        max_steps=config.max_steps,
+        max_steps=step_cap(config.max_steps),
         monitor=config.monitor,
     )
     return NumpyRun(net, result, splits)

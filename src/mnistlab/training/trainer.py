@@ -20,8 +20,9 @@ Seams for later work:
 
 from __future__ import annotations
 
+import os
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 import torch
@@ -35,6 +36,8 @@ from mnistlab.training.graphs import GraphedStep
 from mnistlab.training.loop import StepFn, train_one_epoch
 from mnistlab.training.optim import build_optimizer, build_scheduler
 from mnistlab.training.progress import Reporter
+
+SMOKE_STEPS_ENV = "MNISTLAB_SMOKE_STEPS"
 
 
 @dataclass
@@ -103,7 +106,7 @@ class Trainer:
         full = self.train.num_batches(
             self.dist.local_batch_size(self.config.batch_size), shard=self.dist.shard
         )
-        limit = self.config.dry_run_batches if self.config.dry_run else self.config.max_steps
+        limit = step_cap(self.config.dry_run_batches if self.config.dry_run else self.config.max_steps)
         return min(full, limit) if limit else full
 
     def batches(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
@@ -117,6 +120,8 @@ class Trainer:
         reporter = reporter or Reporter(quiet=True)
         t0 = time.perf_counter()
         with reporter.epoch_bar(f"epoch {number}/{self.last_epoch}", self.steps_per_epoch) as on_step:
+            if on_step is not None and self.dist.world_size > 1:  # the progress shows all processes' images
+                on_step = _scaled_images(on_step, self.dist.world_size)
             sums = train_one_epoch(
                 self.step_model,
                 self.batches(),
@@ -135,7 +140,8 @@ class Trainer:
             "train_loss": sums.loss,
             "train_accuracy": sums.accuracy,
             "steps": sums.steps,
-            "lr": self.optimizer.param_groups[0]["lr"],
+            "lr": self.optimizer.param_groups[0]["lr"],  # where the schedule stands: the next step's lr
+            "lr_peak": sums.lr_peak,  # the largest lr a step of this epoch used
             "seconds": round(time.perf_counter() - t0, 4),
         }
         return EpochResult(record | self.validate(), sums.step_losses)
@@ -149,6 +155,32 @@ class Trainer:
             images, labels = images[: self.config.eval_batch_size], labels[: self.config.eval_batch_size]
         val = self.dist.evaluate(self.model, images, labels, self.config.eval_batch_size, self.config.amp)
         return {"val_loss": val["loss"], "val_accuracy": val["accuracy"]}
+
+
+def smoke_steps() -> int | None:
+    """``MNISTLAB_SMOKE_STEPS``: a cap on the steps of every epoch of every training loop, for smoke tests.
+
+    It makes every command that trains (train, lab, --seeds) finish in seconds, e.g. to check that the
+    README's commands run after an install (tests/test_readme_commands.py). The numbers it gives mean
+    nothing; a run made with it says so in its banner and its summary (``environment.smoke_steps``).
+    """
+    value = os.environ.get(SMOKE_STEPS_ENV, "").strip()
+    if not value:
+        return None
+    if not value.isdigit() or int(value) < 1:
+        raise ConfigError(f"{SMOKE_STEPS_ENV} must be a whole number of steps >= 1, got {value!r}")
+    return int(value)
+
+
+def step_cap(max_steps: int | None) -> int | None:
+    """The steps an epoch may take: ``max_steps`` and the smoke-test cap, whichever is smaller (None: all)."""
+    caps = [n for n in (max_steps, smoke_steps()) if n]
+    return min(caps) if caps else None
+
+
+def _scaled_images(on_step: Callable[..., None], world_size: int) -> Callable[..., None]:
+    """An on_step callback that reports ``world_size`` times this process's images (each takes a share)."""
+    return lambda done, images, losses: on_step(done, images * world_size, losses)
 
 
 def build_trainer(
