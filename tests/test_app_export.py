@@ -22,7 +22,7 @@ def test_onnx_parity_and_dynamic_batch(app_run, tmp_path):
     assert [i.name for i in session.get_inputs()] == ["pixels"]
     images = load_dataset("mnist", progress=False).test_images[1000:1037]  # 37: an odd batch
     got = session.run(["logits"], {"pixels": images.astype(np.float32)})[0]
-    expected = app_run.predict_logits(images).numpy()
+    expected = app_run.predict_logits(images)  # NumPy in, NumPy out
     assert got.shape == (37, 10)
     assert np.abs(got - expected).max() <= MAX_LOGIT_DIFF and (got.argmax(1) == expected.argmax(1)).all()
     one = session.run(["logits"], {"pixels": images[:1].astype(np.float32)})[0]
@@ -40,7 +40,9 @@ def test_torchscript_parity(app_run, tmp_path):
     images = load_dataset("mnist", progress=False).test_images[:5]
     with torch.no_grad():
         assert torch.allclose(
-            loaded(torch.from_numpy(images).float()), app_run.predict_logits(images), atol=1e-5
+            loaded(torch.from_numpy(images).float()),
+            app_run.predict_logits(torch.from_numpy(images)),
+            atol=1e-5,
         )
 
 

@@ -52,3 +52,34 @@ def test_every_pin_satisfies_the_range_pyproject_allows():
         assert requirement.specifier.contains(pins[name]), f"{name}=={pins[name]} is outside {requirement}"
         checked += 1
     assert checked >= 15
+
+
+def test_every_install_hint_names_an_extra_that_exists():
+    """`pip install 'mnistlab[X]'` in an error message or the README must name an extra pyproject defines,
+    holding the packages the message is about."""
+    tomllib = pytest.importorskip("tomllib")
+    from mnistlab.app.export import ONNX_EXTRA
+
+    extras = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]
+    texts = [(ROOT / "README.md").read_text(encoding="utf-8")]
+    texts += [p.read_text(encoding="utf-8") for p in (ROOT / "src").rglob("*.py")]
+    named = set(re.findall(r"mnistlab\[(\w+)\]", "\n".join(texts))) | {ONNX_EXTRA}
+    assert {"onnx", "tensorboard"} <= named <= set(extras), named - set(extras)
+    packages = {name: {re.split(r"[<>=!~\[ ]", r)[0] for r in reqs} for name, reqs in extras.items()}
+    assert {"onnx", "onnxruntime", "onnxscript"} <= packages[ONNX_EXTRA]
+    assert "tensorboard" in packages["tensorboard"]
+
+
+def test_the_onnx_hint_is_one_line_naming_the_extra(monkeypatch):
+    import importlib.util
+
+    from mnistlab.app import export
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "onnx" else real(name, *a)
+    )
+    with pytest.raises(export.ExportError) as error:
+        export.check_onnx_installed()
+    assert "\n" not in str(error.value) and "pip install 'mnistlab[onnx]'" in str(error.value)
+    assert str(error.value).startswith("--format onnx needs onnx, which is not installed")

@@ -339,3 +339,36 @@ def test_a_moved_run_folder_resumes_from_its_new_place(tiny_config, tmp_path, in
         mnistlab.train(elsewhere, resume=moved)
     run = mnistlab.train(resume=moved)  # its config.json still records the old folder as its out
     assert run.path == moved and (moved / "summary.json").is_file()
+
+
+def test_predict_answers_numpy_with_numpy_and_torch_with_torch(app_run):
+    """A read-only array (np.frombuffer) is fine too, without torch's non-writable warning."""
+    import warnings
+
+    import numpy as np
+
+    images = np.random.default_rng(0).integers(0, 256, (5, 28, 28), dtype=np.uint8)
+    read_only = np.frombuffer(images.tobytes(), dtype=np.uint8).reshape(5, 28, 28)
+    assert not read_only.flags.writeable
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        probabilities = app_run.predict(read_only)
+        logits = app_run.predict_logits(read_only)
+    assert isinstance(probabilities, np.ndarray) and probabilities.shape == (5, 10)
+    assert isinstance(logits, np.ndarray) and logits.dtype == np.float32
+    as_torch = app_run.predict(torch.from_numpy(images))
+    assert isinstance(as_torch, torch.Tensor)
+    np.testing.assert_array_equal(probabilities, as_torch.numpy())
+    assert isinstance(app_run.predict(images[0]), np.ndarray)  # one (28, 28) image
+
+
+def test_smoke_steps_cap_every_epoch_and_say_so(tiny_config, monkeypatch, capsys):
+    monkeypatch.setenv("MNISTLAB_SMOKE_STEPS", "3")
+    tiny_config.quiet, tiny_config.epochs = False, 2
+    run = mnistlab.train(tiny_config)
+    assert [h["steps"] for h in run.history] == [3, 3]
+    assert run.summary["environment"]["smoke_steps"] == 3 and run.summary["test_images"] == 1000
+    assert "SMOKE TEST: 3 steps per epoch at most (MNISTLAB_SMOKE_STEPS)" in capsys.readouterr().out
+    monkeypatch.setenv("MNISTLAB_SMOKE_STEPS", "three")
+    with pytest.raises(ConfigError, match="MNISTLAB_SMOKE_STEPS must be a whole number"):
+        mnistlab.train(tiny_config)

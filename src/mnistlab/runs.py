@@ -43,6 +43,7 @@ MODEL_FILE = "model.safetensors"
 SUMMARY_FILE = "summary.json"
 ERROR_FILE = "error.txt"
 MODEL_FORMAT = "mnistlab.model/1"
+Images = torch.Tensor | np.ndarray  # raw pixels 0-255: (N, 28, 28), (N, 1, 28, 28) or one (28, 28)
 
 
 # ---- creating a folder -------------------------------------------------------------------------------------
@@ -214,19 +215,23 @@ class Run:
         # A private copy: the caller's later edits to their config must not rewrite this run's record.
         self.config = copy.deepcopy(self.config)
 
-    def predict_logits(self, images: torch.Tensor | np.ndarray, batch_size: int = 2000) -> torch.Tensor:
+    def predict_logits(self, images: Images, batch_size: int = 2000) -> Images:
         """Logits (N, 10) for raw images: (N, 28, 28) or (N, 1, 28, 28) pixels in 0-255 (uint8 or float).
 
-        The run's own preprocessing (fitted on its training split) is applied first.
+        The run's own preprocessing (fitted on its training split) is applied first. A NumPy array gives a
+        NumPy array (float32), anything else a torch tensor on the CPU.
         """
-        x = torch.as_tensor(images)
+        x = _as_tensor(images)
         if x.ndim == 2:
             x = x.unsqueeze(0)
-        return predict_logits(self.model, self.preprocessor(x.to(self.device)), batch_size).cpu()
+        logits = predict_logits(self.model, self.preprocessor(x.to(self.device)), batch_size).cpu()
+        return logits.numpy() if isinstance(images, np.ndarray) else logits
 
-    def predict(self, images: torch.Tensor | np.ndarray, batch_size: int = 2000) -> torch.Tensor:
-        """Class probabilities (N, 10), softmax of the logits; ``.argmax(1)`` gives the labels."""
-        return torch.softmax(self.predict_logits(images, batch_size), dim=1)
+    def predict(self, images: Images, batch_size: int = 2000) -> Images:
+        """Class probabilities (N, 10), softmax of the logits; ``.argmax(1)`` gives the labels. NumPy in,
+        NumPy out; otherwise a torch tensor."""
+        probabilities = torch.softmax(torch.as_tensor(self.predict_logits(images, batch_size)), dim=1)
+        return probabilities.numpy() if isinstance(images, np.ndarray) else probabilities
 
     def evaluate(self, split: str = "test", data_dir: str | Path | None = None) -> dict:
         """Loss, accuracy, confusion matrix and per-class scores on the dataset's test split."""
@@ -249,11 +254,46 @@ class Run:
         } | report
 
 
+def _as_tensor(images: Images) -> torch.Tensor:
+    """Images as a tensor without a copy where possible; a read-only array (``np.frombuffer``) is copied, since
+    torch cannot share it (and would warn)."""
+    if isinstance(images, np.ndarray):
+        array = np.ascontiguousarray(images)
+        return torch.from_numpy(array if array.flags.writeable else array.copy())
+    return torch.as_tensor(images)
+
+
+def not_a_run_folder(path: Path) -> str | None:
+    """Why ``path`` is not a run folder at all (a lab experiment's, the --seeds parent, no config.json), or None
+    when it is one (complete or not)."""
+    seeds = sorted(p.name for p in path.glob("seed-*") if (p / CONFIG_FILE).is_file())
+    if seeds:
+        return (
+            f"{path}: not a run folder: it holds the runs of `mnistlab train --seeds` ({', '.join(seeds)}); "
+            f"use one of them, e.g. {path / seeds[0]}"
+        )
+    config = path / CONFIG_FILE
+    if not config.is_file():
+        return f"{path}: not a run folder (no {CONFIG_FILE})"
+    try:
+        experiment = json.loads(config.read_text(encoding="utf-8")).get("experiment")
+    except (OSError, ValueError, AttributeError):
+        return None  # read_config names the problem later
+    if experiment:
+        return (
+            f"{path}: not a run folder: it is the output of `mnistlab lab {experiment}`; "
+            f"open {path / 'report.html'}"
+        )
+    return None
+
+
 def load_run(path: str | Path, device: str = "cpu") -> Run:
     """Rebuild a run from its folder (or from a bare model.safetensors). Never unpickles anything."""
     path = Path(path)
     if not path.exists():
         raise RunError(f"{path}: run folder does not exist")
+    if path.is_dir() and (reason := not_a_run_folder(path)):
+        raise RunError(reason)
     if path.is_dir() and not (path / SUMMARY_FILE).is_file():
         resumable = (path / CHECKPOINT_FILE).exists()
         hint = "; it may still be running, or resume it with --resume" if resumable else ""

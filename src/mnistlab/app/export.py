@@ -8,6 +8,7 @@ Softmax is left to the caller, as in the PyTorch models.
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import io
 import logging
 import warnings
@@ -31,8 +32,22 @@ OPSET = 18
 Exporter = Literal["legacy", "dynamo"]  # torch's TorchScript-based ONNX exporter, or its dynamo one
 
 
+ONNX_EXTRA = "onnx"  # pyproject.toml's extra with onnx, onnxruntime and onnxscript
+
+
 class ExportError(MnistlabError):
     """The export failed or the exported model disagrees with PyTorch."""
+
+
+def check_onnx_installed(exporter: str = "legacy") -> None:
+    """A one-line ExportError naming the install command when ONNX export's packages are missing."""
+    needed = ["onnx", "onnxruntime"] + (["onnxscript"] if exporter == "dynamo" else [])
+    missing = [name for name in needed if importlib.util.find_spec(name) is None]
+    if missing:
+        raise ExportError(
+            f"--format onnx needs {' and '.join(missing)}, which {'is' if len(missing) == 1 else 'are'} not "
+            f"installed: pip install 'mnistlab[{ONNX_EXTRA}]' (or --format torchscript, which needs nothing more)"
+        )
 
 
 class WithPreprocessing(nn.Module):
@@ -71,13 +86,15 @@ def export_run(
         raise ExportError(f"unknown export format {fmt!r}; choose {' or '.join(get_args(ExportFormat))}")
     if exporter not in get_args(Exporter):
         raise ExportError(f"unknown ONNX exporter {exporter!r}; choose {' or '.join(get_args(Exporter))}")
+    if fmt == "onnx":
+        check_onnx_installed(exporter)
     wrapped = WithPreprocessing(run.model, run.preprocessor).cpu().eval()
     arrays = load_dataset(
         run.config.data.dataset, data_dir or run.config.data.data_dir, download=False, progress=False
     )
     pixels = torch.from_numpy(arrays.test_images[:VERIFY_IMAGES]).float()  # (1000, 28, 28)
     with torch.inference_mode():
-        reference = run.predict_logits(arrays.test_images[:VERIFY_IMAGES]).double().numpy()
+        reference = run.predict_logits(arrays.test_images[:VERIFY_IMAGES]).astype(np.float64)
     out.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(out) as tmp:  # replaces `out` only if the checks below pass
         if fmt == "onnx":

@@ -62,9 +62,13 @@ def with_config_options(cls: type = TrainConfig) -> Callable[[Callable[..., Any]
 def config_from_flags(flags: ConfigFlags, resume: Path | None = None) -> TrainConfig:
     """The config to train: the model's recipe (or, on resume, the run's own config) with the flags applied."""
     from mnistlab.recipes import DEFAULT_MODEL, recipe
-    from mnistlab.runs import read_config
 
-    base = read_config(resume) if resume is not None else recipe(flags.get("model.name", DEFAULT_MODEL))
+    if resume is None:  # a new run: no torch needed to know its config (or to reject it)
+        base = recipe(flags.get("model.name", DEFAULT_MODEL))
+    else:
+        from mnistlab.runs import read_config
+
+        base = read_config(resume)
     return with_values(base, flags).validate()
 
 

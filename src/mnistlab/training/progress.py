@@ -108,7 +108,7 @@ class Reporter:
         *,
         interactive: bool | None = None,
         stream: TextIO | None = None,
-        clock: Callable[[], float] = time.monotonic,
+        clock: Callable[[], float] | None = None,
         interval: float = PIPE_INTERVAL,
     ) -> None:
         self.quiet = quiet
@@ -116,8 +116,8 @@ class Reporter:
         self.interactive = is_terminal(stream or sys.stdout) if interactive is None else interactive
         self.show_progress = progress and not quiet
         self.console = console  # a rich Console; made on first use, on a terminal only
-        self.clock, self.interval = clock, interval
-        self.last_line = clock()
+        self.clock, self.interval = clock or time.monotonic, interval
+        self.last_line = self.clock()
 
     def line(self, text: str) -> None:
         if self.quiet:

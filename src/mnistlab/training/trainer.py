@@ -38,6 +38,7 @@ from mnistlab.training.optim import build_optimizer, build_scheduler
 from mnistlab.training.progress import Reporter
 
 SMOKE_STEPS_ENV = "MNISTLAB_SMOKE_STEPS"
+SMOKE_IMAGES = 1000  # images per split (train, validation, test) under a smoke test
 
 
 @dataclass
@@ -65,12 +66,15 @@ def prepare_data(config: TrainConfig, device: torch.device, progress: bool = Tru
     train_idx, val_idx = split_train_val(images.shape[0], dc.val_size, config.seed)
     if dc.train_subset is not None:
         train_idx = train_idx[: dc.train_subset]
+    smoke = SMOKE_IMAGES if smoke_steps() else None  # a smoke test: every split cut short (None: all)
+    train_idx, val_idx = train_idx[:smoke], val_idx[:smoke]
     pre = Preprocessor.fit(images[train_idx], mode=dc.normalize, stats=dc.norm_stats)
 
     def split(x: torch.Tensor, y: torch.Tensor) -> TensorSplit:
         return TensorSplit(pre(x), y).to(device)
 
-    test = split(torch.from_numpy(arrays.test_images), torch.from_numpy(arrays.test_labels).long())
+    test_images, test_labels = arrays.test_images[:smoke], arrays.test_labels[:smoke]
+    test = split(torch.from_numpy(test_images), torch.from_numpy(test_labels).long())
     val = split(images[val_idx], labels[val_idx]) if len(val_idx) else None
     return Splits(split(images[train_idx], labels[train_idx]), val, test, pre)
 
@@ -160,8 +164,10 @@ class Trainer:
 def smoke_steps() -> int | None:
     """``MNISTLAB_SMOKE_STEPS``: a cap on the steps of every epoch of every training loop, for smoke tests.
 
-    It makes every command that trains (train, lab, --seeds) finish in seconds, e.g. to check that the
-    README's commands run after an install (tests/test_readme_commands.py). The numbers it gives mean
+    With it, every training, validation and test split holds at most :data:`SMOKE_IMAGES` images and the lab
+    experiments shrink their settings (:func:`mnistlab.lab.common.smoke_settings`), so that every command
+    that trains (train, lab, --seeds, --report) runs its whole code path in seconds, e.g. to check that the
+    README's commands work after an install (tests/test_readme_commands.py). The numbers it gives mean
     nothing; a run made with it says so in its banner and its summary (``environment.smoke_steps``).
     """
     value = os.environ.get(SMOKE_STEPS_ENV, "").strip()
