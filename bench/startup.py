@@ -6,6 +6,7 @@ next to an empty interpreter (``python -c pass``) as the floor. The target (issu
 `--help`, `--version` and usage errors: none of them may import torch.
 
     python bench/startup.py --runs 11 --out bench/results/startup.json
+    python bench/startup.py --src /tmp/old/src      # another checkout's code, e.g. before a change
 """
 
 from __future__ import annotations
@@ -32,8 +33,8 @@ COMMANDS = {
 }
 
 
-def time_command(args: list[str], runs: int) -> dict:
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(SRC), os.environ.get("PYTHONPATH", "")])}
+def time_command(args: list[str], runs: int, src: Path = SRC) -> dict:
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(src), os.environ.get("PYTHONPATH", "")])}
     seconds, codes = [], set()
     for _ in range(runs):
         t0 = time.perf_counter()
@@ -52,13 +53,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=11, help="runs per command (median reported)")
     parser.add_argument("--out", type=Path, help="write the results as JSON here")
+    parser.add_argument("--src", type=Path, default=SRC, help="the mnistlab source folder to time")
     args = parser.parse_args()
     results = {}
     for name, command in COMMANDS.items():
-        results[name] = time_command(command, args.runs)
+        results[name] = time_command(command, args.runs, args.src)
         r = results[name]
         print(f"{name:<44} median {r['median_s']:.3f} s  min {r['min_s']:.3f} s  exit {r['exit_codes']}")
     payload = {
+        "src": str(args.src),
         "python": platform.python_version(),
         "load_average": os.getloadavg() if hasattr(os, "getloadavg") else None,
         "cpus": os.cpu_count(),

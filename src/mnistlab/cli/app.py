@@ -29,16 +29,22 @@ app = PlainTyper(
 
 
 def version_text() -> str:
-    """mnistlab's version, and torch's and Python's, read without importing torch."""
+    """mnistlab's version, and torch's and Python's, read without importing torch (or scanning every
+    installed package's metadata, which costs more than the rest of ``--version``)."""
+    import importlib.util
     import platform
-    from importlib.metadata import PackageNotFoundError, version
+    import re
+    from pathlib import Path
 
     from mnistlab import __version__
 
-    try:
-        torch = version("torch")
-    except PackageNotFoundError:
-        torch = "not installed"
+    torch = "not installed"
+    spec = importlib.util.find_spec("torch")
+    if spec is not None and spec.submodule_search_locations:
+        version_file = Path(spec.submodule_search_locations[0]) / "version.py"
+        text = version_file.read_text() if version_file.is_file() else ""
+        found = re.search(r"^__version__\s*=\s*['\"]([^'\"]+)['\"]", text, re.MULTILINE)
+        torch = found.group(1) if found else "unknown version"
     return f"mnistlab {__version__} (torch {torch}, Python {platform.python_version()})"
 
 
