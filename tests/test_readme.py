@@ -70,7 +70,8 @@ def test_every_install_hint_names_an_extra_that_exists():
     assert "tensorboard" in packages["tensorboard"]
 
 
-def test_the_onnx_hint_is_one_line_naming_the_extra(monkeypatch):
+def test_the_onnx_hint_is_one_line_naming_the_extra(monkeypatch, app_run, tmp_path):
+    """Without the onnx extra, `export --format onnx` says how to get it, before doing any work."""
     import importlib.util
 
     from mnistlab.app import export
@@ -80,6 +81,7 @@ def test_the_onnx_hint_is_one_line_naming_the_extra(monkeypatch):
         importlib.util, "find_spec", lambda name, *a: None if name == "onnx" else real(name, *a)
     )
     with pytest.raises(export.ExportError) as error:
-        export.check_onnx_installed()
+        export.export_run(app_run, "onnx", tmp_path / "model.onnx")
     assert "\n" not in str(error.value) and "pip install 'mnistlab[onnx]'" in str(error.value)
     assert str(error.value).startswith("--format onnx needs onnx, which is not installed")
+    assert not (tmp_path / "model.onnx").exists()

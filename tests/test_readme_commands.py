@@ -200,7 +200,13 @@ def test_the_readme_sections_have_the_commands_this_test_knows():
         assert any(needle in line for line in lines), f"no README command has {needle!r}: update this test"
 
 
-@pytest.mark.parametrize("line", [x for x in readme_lines() if not is_serve(x) and "=" not in x.split()[0]])
+def command_of(line: str) -> str:
+    return line.split("  #")[0].strip()
+
+
+@pytest.mark.parametrize(
+    "line", [x for x in readme_lines() if not is_serve(x) and "=" not in x.split()[0]], ids=command_of
+)
 def test_readme_command(readme_run, line):
     (result,) = [r for r in readme_run["lines"] if r["line"] == line]
     output = result["stdout"] + result["stderr"]
@@ -216,7 +222,7 @@ def test_readme_command(readme_run, line):
 
 
 def test_readme_commands_did_what_they_say(readme_run):
-    by_command = {r["line"].split("#")[0].strip(): r for r in readme_run["lines"]}
+    by_command = {command_of(r["line"]): r for r in readme_run["lines"]}
     out = {line: r["stdout"] for line, r in by_command.items()}
     cwd = readme_run["cwd"]
     assert readme_run["variables"]["RUN"].startswith("runs/")
