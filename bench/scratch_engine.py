@@ -3,6 +3,8 @@
 Each seed runs :func:`mnistlab.training.numpy_engine.train_numpy` on the recipe of
 :func:`mnistlab.training.numpy_engine.numpy_recipe` (the same split, preprocessing and data order as
 ``mnistlab train``); the best epoch (validation) is restored and the test images are scored once.
+``mnistlab train --engine numpy`` goes through the same engine parts and gives the same epochs
+(tests/test_numpy_engine.py); this row calls the engine directly to time it without the run folder.
 """
 
 from __future__ import annotations

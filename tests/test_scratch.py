@@ -224,5 +224,5 @@ def test_numpy_engine_refuses_what_it_cannot_train_in_one_line():
     check_config(numpy_recipe())  # its own recipe passes
     cfg = recipe("mlp")  # Adam
     cfg.model.dropout = None  # would mean the torch mlp's default dropout, 0.2
-    with pytest.raises(ConfigError, match=r"optimizer 'adam' \(only sgd\); dropout None"):
+    with pytest.raises(ConfigError, match=r"--optimizer adam \(only sgd\); --dropout unset \(only 0\)"):
         check_config(cfg)

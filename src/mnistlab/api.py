@@ -29,6 +29,9 @@ def train(
 ) -> Run:
     """Train ``config`` (default: the cnn recipe), or continue the interrupted run folder ``resume``.
 
+    ``config.engine = "numpy"`` trains with the NumPy engine (:mod:`mnistlab.scratch`) into a normal run
+    folder; its own recipe is ``recipe("mlp", engine="numpy")``.
+
     On resume ``config`` defaults to the run's own. A config given with ``resume`` must match the run's,
     except for the fields that may change on resume (e.g. more epochs); any other difference is a
     ConfigError naming the fields, never silently ignored.

@@ -30,6 +30,7 @@ NormStats = Literal["global", "per-pixel"]
 OptimizerName = Literal["sgd", "adam", "adamw"]
 ScheduleName = Literal["constant", "step", "cosine", "onecycle"]
 Monitor = Literal["val_loss", "val_accuracy"]
+Engine = Literal["torch", "numpy"]
 
 
 def opt(
@@ -144,9 +145,18 @@ class TrainConfig:
     )
     seed: int = opt(0, "Random seed: validation split, initial weights, dropout and data order.")
     device: str = opt("auto", "auto (CUDA when present), cpu, cuda or cuda:N.", resume_safe=True)
+    # The numpy engine is mnistlab.scratch, the lecture's MLP by hand (training/numpy_engine.py); its run
+    # folder is a normal one (the weights in the torch mlp's format), so everything that reads runs works.
+    engine: Engine = opt(
+        "torch",
+        "What computes the training steps: torch, or numpy (the lecture's MLP by hand, mnistlab.scratch: "
+        "mlp with SGD, one CPU process, not resumable). --engine numpy without --model starts from the "
+        "engine's own recipe (784-100-100-10, SGD, one-cycle, 8 epochs).",
+    )
     threads: int | None = opt(
         None,
-        "torch's CPU threads during training (restored after); unset = torch's default.",
+        "CPU threads during training: torch's, and also the BLAS threads of --engine numpy (restored "
+        "after); unset = the libraries' defaults.",
         resume_safe=True,
     )
     # The recipes turn channels_last on where it made oneDNN's CPU convolutions 25-35 % faster (recipes.py).

@@ -60,11 +60,12 @@ def with_config_options(cls: type = TrainConfig) -> Callable[[Callable[..., Any]
 
 
 def config_from_flags(flags: ConfigFlags, resume: Path | None = None) -> TrainConfig:
-    """The config to train: the model's recipe (or, on resume, the run's own config) with the flags applied."""
-    from mnistlab.recipes import DEFAULT_MODEL, recipe
+    """The config to train: the recipe of the model on the engine (or, on resume, the run's own config) with
+    the flags applied. ``--engine numpy`` alone is the NumPy engine's own mlp recipe."""
+    from mnistlab.recipes import recipe
 
     if resume is None:  # a new run: no torch needed to know its config (or to reject it)
-        base = recipe(flags.get("model.name", DEFAULT_MODEL))
+        base = recipe(flags.get("model.name"), flags.get("engine", "torch"))
     else:
         from mnistlab.runs import read_config
 

@@ -67,7 +67,10 @@ def _launch_torchrun(nproc: int, ctx: typer.Context, resume: Path | None, flags:
     """Re-run this very command line, minus --nproc, in ``nproc`` processes under torchrun."""
     if nproc < 1:
         raise ConfigError(f"--nproc must be >= 1, got {nproc}")
-    global_batch = config_from_flags(flags, resume).batch_size  # fail here, once, not in every process
+    config = config_from_flags(flags, resume)  # fail here, once, not in every process
+    if config.engine == "numpy":
+        raise ConfigError(f"--nproc {nproc}: --engine numpy trains in one process")
+    global_batch = config.batch_size
     if global_batch % nproc:
         raise ConfigError(
             f"--batch-size {global_batch} is the global batch and must divide by --nproc {nproc}"

@@ -2,7 +2,9 @@
 
 :func:`fit` is what ``mnistlab train`` and :func:`mnistlab.train` call. :func:`_fit` reads as the story:
 build, restore, then for each epoch step + validate + checkpoint, then finish. The run folder's files are
-described in :mod:`mnistlab.runs`; the epoch itself is :class:`~mnistlab.training.trainer.Trainer`'s.
+described in :mod:`mnistlab.runs`; the epoch itself is :class:`~mnistlab.training.trainer.Trainer`'s, or with
+``config.engine == "numpy"`` the NumPy engine's (:class:`~mnistlab.training.numpy_engine.NumpyTrainer`, the
+same interface): the story is the same for both.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from pathlib import Path
 import torch
 
 from mnistlab.config import TrainConfig
-from mnistlab.errors import TrainingDiverged
+from mnistlab.errors import ConfigError, TrainingDiverged
 from mnistlab.models import count_parameters, model_from_config
 from mnistlab.runs import (
     CHECKPOINT_FILE,
@@ -46,6 +48,13 @@ from mnistlab.training.checkpoint import (
 from mnistlab.training.distributed import SingleProcess
 from mnistlab.training.early_stopping import EarlyStopping
 from mnistlab.training.environment import describe_environment
+from mnistlab.training.numpy_engine import (
+    NumpyTrainer,
+    blas_environment,
+    blas_threads,
+    build_numpy_trainer,
+    check_config,
+)
 from mnistlab.training.progress import Reporter
 from mnistlab.training.trainer import (
     SMOKE_STEPS_ENV,
@@ -57,6 +66,7 @@ from mnistlab.training.trainer import (
 )
 
 EpochCallback = Callable[[dict], None]
+AnyTrainer = Trainer | NumpyTrainer  # the torch Trainer, or the NumPy engine behind the same epoch interface
 
 
 def fit(
@@ -77,11 +87,14 @@ def fit(
 
     Under torchrun (WORLD_SIZE > 1 in the environment) this is one rank of a data-parallel run: see
     :mod:`mnistlab.training.distributed`. Every rank returns the same Run; only rank 0 writes the folder.
-    torch's thread count is set from ``config.threads`` for the run and restored afterwards.
+    torch's thread count is set from ``config.threads`` for the run and restored afterwards (and NumPy's
+    BLAS threads, for ``config.engine == "numpy"``, the NumPy engine: it trains on the CPU, in one process).
     """
     config = copy.deepcopy(config).validate()  # the run's own copy: the caller may reuse theirs
-    with torch_threads(config.threads):
-        dist = distributed.setup(config.device)
+    if config.engine == "numpy":
+        check_config(config)  # before anything is read or written
+    with torch_threads(config.threads), blas_threads(config):
+        dist = distributed.setup("cpu" if config.engine == "numpy" else config.device)
         try:
             with dist.peer_failures():
                 return _fit(config, dist, Path(resume) if resume is not None else None, reporter, callbacks)
@@ -148,6 +161,8 @@ def _resume_changes(config: TrainConfig, resume: Path | None) -> dict:
     """
     if resume is None:
         return {}
+    if config.engine == "numpy":  # why: NumpyTrainer's docstring
+        raise ConfigError(f"{resume}: runs of the numpy engine cannot be resumed; train it again")
     check_resumable(resume)
     stored = read_config(resume)
     changes = resume_changes(stored, config, resume)
@@ -155,10 +170,12 @@ def _resume_changes(config: TrainConfig, resume: Path | None) -> dict:
     return changes
 
 
-def _build(config: TrainConfig, dist: SingleProcess) -> tuple[Splits, Trainer]:
+def _build(config: TrainConfig, dist: SingleProcess) -> tuple[Splits, AnyTrainer]:
     """Data on the device, then the model and everything that trains it."""
-    torch.manual_seed(config.seed)  # model initialisation and dropout (the same init on every rank)
     progress = not config.quiet and dist.is_main
+    if config.engine == "numpy":  # the lecture's MLP by hand, behind the same epoch interface
+        return build_numpy_trainer(config, dist, progress)
+    torch.manual_seed(config.seed)  # model initialisation and dropout (the same init on every rank)
     splits = dist.main_first(lambda: prepare_data(config, dist.device, progress=progress))
     model = model_from_config(config.model).to(dist.device)
     if config.channels_last:
@@ -181,7 +198,7 @@ def _open_folder(config: TrainConfig, resume: Path | None) -> Path | None:
     return folder
 
 
-def _restore(trainer: Trainer, resume: Path | None, changes: dict) -> TrainState:
+def _restore(trainer: AnyTrainer, resume: Path | None, changes: dict) -> TrainState:
     """Early stopping and the history; on resume, everything else too, from the checkpoint."""
     c = trainer.config
     mode = "min" if c.monitor == "val_loss" else "max"
@@ -211,25 +228,30 @@ def _check_finite(record: dict, config: TrainConfig, folder: Path | None) -> Non
     raise error
 
 
-def _checkpoint(trainer: Trainer, state: TrainState, folder: Path | None) -> None:
+def _checkpoint(trainer: AnyTrainer, state: TrainState, folder: Path | None) -> None:
     """steps.jsonl, last.safetensors, then the metrics line: a crash between any two loses nothing on resume
     (the steps may run one epoch ahead of the checkpoint; a resume cuts them back to it)."""
     if trainer.config.dry_run:
         return
-    rng_states = trainer.dist.gather_rng_states()  # a collective: every rank takes part
     if folder is not None:
         write_steps(folder, state.steps)
-        save_checkpoint(folder, trainer, state, rng_states)
+    if not isinstance(trainer, NumpyTrainer):  # a numpy-engine run is not resumable: no checkpoint
+        rng_states = trainer.dist.gather_rng_states()  # a collective: every rank takes part
+        if folder is not None:
+            save_checkpoint(folder, trainer, state, rng_states)
+    if folder is not None:
         append_metrics(folder, state.history[-1])
 
 
 def _finish(
-    trainer: Trainer, splits: Splits, state: TrainState, folder: Path | None, reporter: Reporter
+    trainer: AnyTrainer, splits: Splits, state: TrainState, folder: Path | None, reporter: Reporter
 ) -> Run:
     """Best weights back, the test set scored once, then model file and summary (which marks the run done)."""
     config, model, dist = trainer.config, trainer.model, trainer.dist
     state.stopper.restore_best(model)
     environment = describe_environment(dist.device) | {"world_size": dist.world_size}
+    if config.engine == "numpy":
+        environment |= blas_environment()
     if smoke_steps():
         environment["smoke_steps"] = smoke_steps()  # a smoke test's run: its figures mean nothing
     summary = summarise(config, count_parameters(model), state, environment)
@@ -257,6 +279,7 @@ def summarise(config: TrainConfig, parameters: int, state: TrainState, environme
     best = history[best_epoch - 1] if history else {}
     return {
         "model": config.model.name,
+        "engine": config.engine,
         "dataset": config.data.dataset,
         "seed": config.seed,
         "parameters": parameters,
@@ -271,12 +294,16 @@ def summarise(config: TrainConfig, parameters: int, state: TrainState, environme
     }
 
 
-def _banner(config: TrainConfig, trainer: Trainer, splits: Splits, folder: Path | None) -> str:
+def _banner(config: TrainConfig, trainer: AnyTrainer, splits: Splits, folder: Path | None) -> str:
     dist = trainer.dist
+    if config.engine == "numpy":
+        threads = f"numpy engine, BLAS threads {blas_environment()['blas_threads']}"
+    else:
+        threads = f"{torch.get_num_threads()} threads"
     return (
         f"mnistlab: {config.model.name} ({count_parameters(trainer.model):,} parameters) on "
         f"{config.data.dataset}, {len(splits.train):,} train / {len(splits.val) if splits.val else 0:,} val "
-        f"images, device {dist.device}, {torch.get_num_threads()} threads"
+        f"images, device {dist.device}, {threads}"
         + (f" x {dist.world_size} processes ({dist.backend})" if dist.enabled else "")
         + (f", run folder {folder}" if folder else " (dry run: nothing is written)")
         + (
