@@ -14,6 +14,12 @@ Run it through bench/gpu.sh. What it measures:
 - **pytorch/examples recipe** on the same GPU (``bench/competitors.py``, ``device="cuda"``): its epochs until
   the test accuracy after an epoch reaches 99 %, as on the CPU suite. ``--no-example`` skips it.
 
+- **a committee** (``--committee N``, instead of the above): the committee recipe (``recipes.py``) as
+  ``mnistlab train --members N`` trains it, timed as wall seconds of the whole ``mnistlab.train`` call (data
+  preparation, validation, checkpoints and test scores included): one member alone; the N members one after
+  another (``members_at_once=1``, each step a CUDA graph); and the N members at once as one grouped network
+  (``members_at_once=N``, eager steps). ``--epochs`` shortens the recipe for a quick look.
+
 One short untimed warm-up run first initialises CUDA, cuBLAS and cuDNN so that the timed runs do not pay for
 it. Validation accuracy is printed beside test accuracy: compare variants (``--batch-size``, ``--lr``) on
 validation, never on test. ``--out FILE`` also writes every figure as JSON.
@@ -57,6 +63,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--lr", type=float, default=None, help="override the recipe's peak learning rate")
     parser.add_argument("--epochs", type=int, default=None, help="override the recipe's epochs")
     parser.add_argument("--no-example", dest="example", action="store_false", help="skip the pytorch example")
+    parser.add_argument(
+        "--committee",
+        type=int,
+        default=0,
+        help="time a committee of N members of the committee recipe instead",
+    )
     parser.add_argument("--out", type=Path, default=None, help="also write the results as JSON here")
     # For the CPU smoke test of this script (tests/test_bench_smoke.py): not a benchmark setting.
     parser.add_argument("--device", default="cuda", help=argparse.SUPPRESS)
@@ -130,6 +142,49 @@ def mnistlab_runs(args: argparse.Namespace, tmp: Path, data: Arrays) -> dict:
     return result
 
 
+def committee_runs(args: argparse.Namespace, tmp: Path) -> dict:
+    """Wall seconds of one member, of N members one after another, and of N members at once."""
+    from mnistlab.recipes import committee_recipe
+    from mnistlab.training.committee import member_config
+
+    def config(members: int, at_once: int, out: Path) -> mnistlab.TrainConfig:
+        cfg = committee_recipe(members=max(members, 2))
+        cfg.device, cfg.quiet, cfg.progress, cfg.members_at_once = args.device, True, False, at_once
+        cfg.epochs = args.epochs or cfg.epochs
+        cfg.max_steps = args.max_steps
+        if members == 1:
+            return member_config(cfg, 0, out.parent / "one-member-committee")
+        cfg.members, cfg.out = members, str(out)
+        return cfg
+
+    warm = config(2, 2, tmp / "warmup")
+    warm.epochs, warm.max_steps = 1, 10
+    mnistlab.train(warm)  # untimed: CUDA, cuBLAS, cuDNN, the grouped kernels
+    result: dict = {"config": config(args.committee, 1, tmp / "shown").to_dict()}
+    for name, members, at_once in (
+        ("one_member", 1, 1),
+        ("one_after_another", args.committee, 1),
+        ("at_once", args.committee, args.committee),
+    ):
+        t0 = time.perf_counter()
+        run = mnistlab.train(config(members, at_once, tmp / name))
+        seconds = time.perf_counter() - t0
+        s = run.summary
+        result[name] = {"wall_seconds": seconds, "test_accuracy": s["test_accuracy"]} | (
+            {"member_test_accuracy": s["member_test_accuracy"], "val_accuracy": s["val_accuracy"]}
+            if members > 1
+            else {"val_accuracy": s["best_val_accuracy"]}
+        )
+        print(
+            f"  {name} ({members} member(s)): {seconds:.1f} s wall, test {100 * s['test_accuracy']:.2f} %",
+            flush=True,
+        )
+    ratio = result["one_after_another"]["wall_seconds"] / result["at_once"]["wall_seconds"]
+    result["speedup_at_once"] = ratio
+    print(f"committee of {args.committee}: at once {ratio:.2f}x faster than one after another", flush=True)
+    return result
+
+
 def inference(run: mnistlab.Run, data: Arrays) -> dict:
     """Run.predict on the training device: raw uint8 images in, probabilities back on the host (so each call
     ends with a device-to-host copy, which waits for the GPU: the times are complete)."""
@@ -177,6 +232,11 @@ def main(argv: list[str] | None = None) -> None:
     arrays = load_dataset("mnist", None, download=False, progress=False)  # the package's own copy
     data = Arrays(arrays.train_images, arrays.train_labels, arrays.test_images, arrays.test_labels)
     with tempfile.TemporaryDirectory(prefix="mnistlab-gpu-") as tmp:
+        if args.committee:
+            result["committee"] = committee_runs(args, Path(tmp))
+            if args.out is not None:
+                write_json(args.out, result)
+            return
         result["mnistlab_cnn"] = mnistlab_runs(args, Path(tmp), data)
     if args.example:
         result["pytorch_example"] = ex = example_run(args, data)

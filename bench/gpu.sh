@@ -4,6 +4,8 @@
 #   bench/gpu.sh --amp            # bf16 autocast;  --no-cuda-graphs: eager steps
 #   bench/gpu.sh --compile        # torch.compile instead of the CUDA graph (its compile time counts)
 #   bench/gpu.sh --batch-size 512 --lr 0.4 --seeds 5
+#   bench/gpu.sh --committee 5    # the committee recipe: one member, 5 one after another, 5 at once (grouped)
+#   PYTHONPATH=src python bench/committee_speed.py --device cuda --members 5   # step throughput, grouped vs not
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PYTHONPATH="src${PYTHONPATH:+:$PYTHONPATH}"

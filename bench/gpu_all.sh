@@ -25,3 +25,6 @@ step 60 amp --seeds 3 --no-example --amp
 step 60 no-channels-last --seeds 3 --no-example --no-channels-last
 step 60 batch256 --seeds 3 --no-example --batch-size 256 --lr 0.2   # chosen on validation (CPU), not test
 step 240 compile --seeds 2 --no-example --compile
+step 420 committee --committee 5                               # committee recipe: one member, 5 in turn, 5 at once
+echo "== bench/committee_speed.py --device cuda" | tee -a "$log"
+timeout 120 "$PYTHON" bench/committee_speed.py --device cuda --members 5 --out "$out/committee_speed.json" 2>&1 | tee -a "$log"

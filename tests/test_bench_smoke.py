@@ -102,3 +102,17 @@ def test_serve_load_bench_runs_on_a_tiny_budget(app_run, tmp_path):
     assert attack["outcomes"] == {"HTTP 408": 20} and attack["serves_after"] is True
     assert attack["recovered_within_50mb_s_after_stall"] is not None
     assert "| connections | requests | req/s |" in done.stdout
+
+
+def test_committee_speed_bench_runs_on_a_tiny_budget(tmp_path):
+    """bench/committee_speed.py (grouped vs one-after-another steps) on two tiny rounds of two members."""
+    out = tmp_path / "speed.json"
+    args = ["--model", "cnn", "--members", "2", "--steps", "2", "--rounds", "2", "--threads", "1"]
+    done = run_bench("committee_speed.py", *args, "--augment", "both", "--out", str(out))
+    res = json.loads(out.read_text())
+    assert res["members"] == 2 and res["augment"] == "both" and res["rounds"] == 2
+    assert res["ms_per_member_step_one_after_another"] > 0 and res["ms_per_member_step_at_once"] > 0
+    assert res["speedup_at_once"] == pytest.approx(
+        res["ms_per_member_step_one_after_another"] / res["ms_per_member_step_at_once"]
+    )
+    assert "per member-step one after another" in done.stdout

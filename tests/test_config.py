@@ -90,7 +90,7 @@ def test_a_field_without_a_declaration_or_with_a_taken_flag_is_refused():
 
 def test_the_flags_that_had_none_reach_the_config(monkeypatch):
     configs: list[TrainConfig] = []
-    monkeypatch.setattr(train_cmd, "train", lambda config=None, resume=None: configs.append(config))
+    monkeypatch.setattr(train_cmd, "train", lambda config=None, resume=None, **_: configs.append(config))
     args = ["train", "--warmup", "0.1", "--step-size", "2", "--gamma", "0.5", "--final-lr-fraction", "0.01"]
     args += ["--min-delta", "0.002", "--eval-batch-size", "500", "--dry-run-batches", "2", "--no-progress"]
     args += ["--model", "mlp", "--hidden", "64,32", "--norm-stats", "per-pixel"]

@@ -132,6 +132,9 @@ def two_epoch_run(tmp_path_factory) -> tuple[Path, TrainConfig]:
     cfg = small_config(tmp / "run", model="cnn")
     cfg.model.dropout = 0.1  # each rank draws its own masks; the resume test checks they come back
     cfg.model.width = 0.25  # channels (6, 8, 16): BatchNorm is exercised, the test stays fast
+    cfg.augment.kind = (
+        "both"  # each rank distorts with its own generator; the resume test checks they come back
+    )
     cfg.data.train_subset, cfg.data.val_size = 1000, 500
     cfg.epochs = 2
     return run_ranks(tmp, cfg), cfg
@@ -223,7 +226,11 @@ def test_a_dead_rank_stops_the_others_and_the_run_resumes_to_the_same_result(two
     assert error0.startswith("RunError: rank 0/2: lost the other processes"), error0[:500]
     folder = Path(cfg.out)
     assert (folder / "last.safetensors").exists() and not (folder / "summary.json").exists()
-    assert "rng.torch.rank1" in load_file(str(folder / "last.safetensors"))  # rank 1's dropout stream
+    state = load_file(str(folder / "last.safetensors"))
+    assert (
+        "rng.torch.rank1" in state and "rng.augment.rank1" in state
+    )  # rank 1's dropout and distortion streams
+    assert not torch.equal(state["rng.augment"], state["rng.augment.rank1"])
 
     resumed = run_ranks(tmp_path, None, resume=folder)
     for rank in range(WORLD):
@@ -287,7 +294,7 @@ def test_nproc_relaunches_the_same_command_line_under_torchrun(monkeypatch):
     launched: list[tuple[int, list[str]]] = []
     configs: list[TrainConfig] = []
     monkeypatch.setattr(distributed, "launch", lambda n, args: launched.append((n, args)) or 0)
-    monkeypatch.setattr(train_cmd, "train", lambda config=None, resume=None: configs.append(config))
+    monkeypatch.setattr(train_cmd, "train", lambda config=None, resume=None, **_: configs.append(config))
 
     def cli(*args: str) -> int:
         with pytest.raises(SystemExit) as exit_:

@@ -81,3 +81,90 @@ def test_metrics_reader_drops_a_torn_last_line_only(tmp_path):
     with pytest.raises(RunError, match=r"metrics\.jsonl: line 2 is not JSON"):
         runs.read_metrics(tmp_path)
     assert runs.read_metrics(tmp_path / "nowhere") == []
+
+
+# ---- I/O errors, the folder lock, leftovers ------------------------------------------------------------------
+EFBIG = """
+import resource, signal, sys
+from mnistlab.errors import WriteError
+from mnistlab.fileio import atomic_save_tensors, atomic_write
+resource.setrlimit(resource.RLIMIT_FSIZE, (64, 64))  # bytes per file: a real EFBIG from the kernel
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+for write in (lambda p: atomic_write(p, "x" * 1000), lambda p: atomic_save_tensors(p, {"w": __import__("torch").ones(99)})):
+    try:
+        write(sys.argv[1])
+    except WriteError as exc:
+        print(exc)
+"""
+
+
+def test_a_write_past_the_file_size_limit_is_one_line_naming_the_file(tmp_path):
+    import subprocess
+    import sys
+
+    target = tmp_path / "big.txt"
+    out = subprocess.run(
+        [sys.executable, "-c", EFBIG, str(target)], capture_output=True, text=True, check=True
+    )
+    lines = out.stdout.splitlines()
+    assert lines[0] == f"{target}: cannot write: File too large"  # Python's own write
+    assert lines[1].startswith(f"{target}: cannot write: ") and "File too large" in lines[1]  # safetensors'
+    assert list(tmp_path.iterdir()) == []  # no temp file left, nothing half-written
+
+
+def test_the_lock_admits_one_holder_and_goes_away_after(tmp_path):
+    from mnistlab.fileio import file_lock
+
+    lock = tmp_path / ".lock"
+    with file_lock(lock, what="X"):
+        assert lock.read_text().strip() == str(os.getpid())
+        busy = rf"X is in use by another mnistlab process \(pid {os.getpid()}\)"
+        with pytest.raises(RunError, match=busy), file_lock(lock, what="X"):  # a second open file: refused
+            pass
+    assert not lock.exists()
+    lock.write_text("99999\n")  # left by a killed holder: nobody holds it
+    with file_lock(lock, what="X"):
+        assert lock.read_text().strip() == str(os.getpid())
+
+
+def test_only_the_writers_own_temporary_files_are_removed(tmp_path):
+    from mnistlab.fileio import remove_stale_temps
+
+    names = [".last.safetensors.0a1b2c3d.tmp", ".summary.json.ffffffff.tmp", ".x.tmp", "a.0a1b2c3d.tmp"]
+    for name in [*names, "keep.txt"]:
+        (tmp_path / name).write_text("")
+    (tmp_path / ".cache.0a1b2c3d.tmp").mkdir()  # a folder (the data cache's temp dirs): not ours
+    removed = remove_stale_temps(tmp_path)
+    assert sorted(p.name for p in removed) == names[:2]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        ".cache.0a1b2c3d.tmp",
+        ".x.tmp",
+        "a.0a1b2c3d.tmp",
+        "keep.txt",
+    ]
+
+
+def test_a_folder_that_cannot_be_made_is_a_write_error(tmp_path):
+    from mnistlab.errors import WriteError
+    from mnistlab.fileio import make_dirs
+
+    (tmp_path / "file").write_text("")
+    with pytest.raises(WriteError, match=rf"{tmp_path / 'file' / 'sub'}: cannot write: "):
+        make_dirs(tmp_path / "file" / "sub")
+
+
+def test_only_the_disks_refusals_become_write_errors_inside_an_atomic_block(tmp_path):
+    """A block may read as it writes (a download): its network or read errors keep their own type."""
+    import errno
+    import urllib.error
+
+    from mnistlab.errors import WriteError
+
+    with pytest.raises(urllib.error.URLError), atomic_path(tmp_path / "a.gz"):
+        raise urllib.error.URLError("Name or service not known")  # an OSError, but no disk's
+    with (
+        pytest.raises(WriteError, match=r"a.gz: cannot write: No space left on device"),
+        atomic_path(tmp_path / "a.gz"),
+    ):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+    assert list(tmp_path.iterdir()) == []

@@ -21,6 +21,7 @@ TOP = ("mnistlab.cli", "mnistlab.api", "mnistlab.lab", "mnistlab.app")
 # module prefix -> layers it must never import, directly or through others
 FORBIDDEN = {
     "mnistlab.errors": ("mnistlab.",),
+    "mnistlab.testhooks": ("mnistlab.",),
     "mnistlab.fileio": ("mnistlab.data", "mnistlab.models", "mnistlab.training", "mnistlab.runs", *TOP),
     "mnistlab.data": ("mnistlab.models", "mnistlab.training", "mnistlab.runs", "mnistlab.inference", *TOP),
     "mnistlab.models": ("mnistlab.data", "mnistlab.training", "mnistlab.runs", "mnistlab.inference", *TOP),
@@ -32,6 +33,7 @@ FORBIDDEN = {
         *TOP,
     ),
     "mnistlab.runs": ("mnistlab.training", "mnistlab.recipes", *TOP),
+    "mnistlab.runcheck": ("mnistlab.training", "mnistlab.runs", "mnistlab.recipes", *TOP),
     "mnistlab.evaluation": ("mnistlab.training", *TOP),
     "mnistlab.app": ("mnistlab.training", "mnistlab.cli", "mnistlab.api", "mnistlab.lab"),
     "mnistlab.training": TOP,

@@ -6,6 +6,7 @@
 >>> run = mnistlab.load_run("runs/...")                # later, without retraining
 >>> run.evaluate()["confusion_matrix"]
 >>> run.predict(images_uint8_N_28_28).argmax(1)
+>>> committee = mnistlab.train(mnistlab.recipe("committee"))  # 5 members in RUN/members/K, combined
 """
 
 from __future__ import annotations
@@ -14,8 +15,10 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from mnistlab.config import TrainConfig
+from mnistlab.errors import ConfigError
 from mnistlab.recipes import recipe
 from mnistlab.runs import Run, load_run, read_config
+from mnistlab.training.committee import train_committee
 from mnistlab.training.fit import EpochCallback, fit
 from mnistlab.training.progress import Reporter
 
@@ -24,6 +27,7 @@ def train(
     config: TrainConfig | None = None,
     *,
     resume: str | Path | None = None,
+    overwrite: bool = False,
     reporter: Reporter | None = None,
     callbacks: Sequence[EpochCallback] = (),
 ) -> Run:
@@ -34,11 +38,19 @@ def train(
 
     On resume ``config`` defaults to the run's own. A config given with ``resume`` must match the run's,
     except for the fields that may change on resume (e.g. more epochs); any other difference is a
-    ConfigError naming the fields, never silently ignored.
+    ConfigError naming the fields, never silently ignored. ``overwrite``: replace the earlier run (or
+    committee) in ``config.out`` (by default a non-empty folder is refused).
+
+    ``config.members = N`` (N >= 2) trains a committee: N complete runs in RUN/members/K combined into one
+    model (:mod:`mnistlab.training.committee`); its Run's model is a :class:`mnistlab.models.Committee`.
     """
     if config is None:
         config = read_config(resume) if resume is not None else recipe()
-    return fit(config, resume=resume, reporter=reporter, callbacks=callbacks)
+    if config.members > 1:
+        if callbacks:
+            raise ConfigError("epoch callbacks belong to one run; a committee's members are separate runs")
+        return train_committee(config, resume=resume, overwrite=overwrite, reporter=reporter)
+    return fit(config, resume=resume, overwrite=overwrite, reporter=reporter, callbacks=callbacks)
 
 
 __all__ = ["Run", "TrainConfig", "load_run", "recipe", "train"]

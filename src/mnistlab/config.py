@@ -18,6 +18,7 @@ import copy
 import dataclasses
 import importlib
 import json
+import math
 import typing
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
@@ -30,7 +31,12 @@ NormStats = Literal["global", "per-pixel"]
 OptimizerName = Literal["sgd", "adam", "adamw"]
 ScheduleName = Literal["constant", "step", "cosine", "onecycle"]
 Monitor = Literal["val_loss", "val_accuracy"]
+AugmentKind = Literal["none", "affine", "elastic", "both"]
+CombineRule = Literal["mean", "vote"]
 Engine = Literal["torch", "numpy"]
+MAX_WIDTH = 100.0  # model.width: the cnn at 100x has 6,400-channel convolutions
+MAX_LAYERS, MAX_UNITS = 100, 10**7  # model.hidden: layers, units per layer
+MAX_MEMBERS = 1000  # members: a committee's runs (Ciresan et al. used 35)
 
 
 def opt(
@@ -84,6 +90,11 @@ class DataConfig:
     train_subset: int | None = opt(
         None, "Train on only the first N images of the shuffled training split, images; unset = all."
     )
+    # Committee members share one split (so the committee has one validation set, and the members the same
+    # preprocessing statistics) while differing in initialisation, data order and distortions.
+    split_seed: int | None = opt(
+        None, "Seed of the train/validation split; unset = --seed. A committee's members share one."
+    )
 
 
 @dataclass
@@ -123,10 +134,46 @@ class OptimConfig:
 
 
 @dataclass
+class AugmentConfig:
+    """Random distortions of the training images (mnistlab.data.augment); never of validation or test.
+
+    Each magnitude is the half-width of a uniform draw, per image: e.g. ``rotate=10`` draws an angle in
+    [-10, 10] degrees. Only the magnitudes of the chosen ``kind`` are used.
+    """
+
+    kind: AugmentKind = opt(
+        "none",
+        "Distort every training batch on the device: affine, elastic (Simard 2003), or both in one sampling "
+        "grid; validation and test images never.",
+        flag="augment",
+    )
+    rotate: float = opt(10.0, "Distortions: largest rotation, degrees (uniform in +-rotate per image).")
+    scale: float = opt(0.1, "Distortions: largest zoom change, fraction (0.1: zoom in [0.9, 1.1]).")
+    shear: float = opt(10.0, "Distortions: largest horizontal shear (x += tan(angle) * y), degrees.")
+    translate: float = opt(2.0, "Distortions: largest shift per axis, pixels.")
+    elastic_alpha: float = opt(
+        34.0, "Distortions: scale alpha of the smoothed elastic displacement field, pixels."
+    )
+    elastic_sigma: float = opt(6.0, "Distortions: std sigma of the Gaussian smoothing the field, pixels.")
+
+    def problems(self) -> list[tuple[bool, str]]:
+        """The magnitudes' ranges (the kind's choices are checked with every other Literal field)."""
+        return [
+            (0 <= self.rotate <= 180, f"rotate must be in [0, 180] degrees, got {self.rotate}"),
+            (0 <= self.scale < 1, f"scale must be in [0, 1), got {self.scale}"),
+            (0 <= self.shear < 90, f"shear must be in [0, 90) degrees, got {self.shear}"),
+            (0 <= self.translate <= 28, f"translate must be in [0, 28] pixels, got {self.translate}"),
+            (self.elastic_alpha >= 0, f"elastic alpha must be >= 0 pixels, got {self.elastic_alpha}"),
+            (self.elastic_sigma > 0, f"elastic sigma must be > 0 pixels, got {self.elastic_sigma}"),
+        ]
+
+
+@dataclass
 class TrainConfig:
     model: ModelConfig = section(ModelConfig, "Model")
     data: DataConfig = section(DataConfig, "Data: dataset, validation split, preprocessing")
     optim: OptimConfig = section(OptimConfig, "Optimiser and learning-rate schedule")
+    augment: AugmentConfig = section(AugmentConfig, "Distortions of the training images")
     epochs: int = opt(2, "Maximum passes over the training split, epochs.", resume_safe=True)
     batch_size: int = opt(128, "Images per optimiser step (global: shared out among processes).")
     eval_batch_size: int = opt(
@@ -143,7 +190,11 @@ class TrainConfig:
     min_delta: float = opt(
         0.0, "Smallest --monitor change that counts as an improvement (accuracy: fraction; loss: nats)."
     )
-    seed: int = opt(0, "Random seed: validation split, initial weights, dropout and data order.")
+    seed: int = opt(
+        0,
+        "Random seed: initial weights, dropout, data order, distortions, and the validation split (unless "
+        "--split-seed).",
+    )
     device: str = opt("auto", "auto (CUDA when present), cpu, cuda or cuda:N.", resume_safe=True)
     # The numpy engine is mnistlab.scratch, the lecture's MLP by hand (training/numpy_engine.py); its run
     # folder is a normal one (the weights in the torch mlp's format), so everything that reads runs works.
@@ -177,6 +228,22 @@ class TrainConfig:
     quiet: bool = opt(False, "Print only errors.", short="-q", resume_safe=True)
     progress: bool = opt(
         True, "Progress bar inside each epoch (on a terminal, when not quiet).", resume_safe=True
+    )
+    # A committee (mnistlab.training.committee): ``members`` complete runs in RUN/members/K, seeds seed + K,
+    # one shared validation split, combined into one model.
+    members: int = opt(
+        1,
+        "Committee: train this many members (seeds seed..seed+N-1, one shared validation split), each a "
+        "run in RUN/members/K, and combine them; 1 = one ordinary run.",
+    )
+    combine: CombineRule = opt(
+        "mean", "Committee: mean of the members' softmax outputs, or a majority vote (ties: the mean)."
+    )
+    members_at_once: int | None = opt(
+        None,
+        "Committee: members trained together as one grouped network (a GPU's launches shared); unset = "
+        "all of a process's members on CUDA, one at a time on the CPU.",
+        resume_safe=True,
     )
 
     # ---- validation --------------------------------------------------------------------------------
@@ -213,9 +280,18 @@ class TrainConfig:
             (self.dry_run_batches >= 1, "dry-run batches must be >= 1"),
             (self.max_steps is None or self.max_steps >= 1, "max steps must be >= 1"),
             (m.dropout is None or 0 <= m.dropout < 1, "dropout must be in [0, 1)"),
-            (m.width > 0, "width must be > 0"),
-            (m.hidden is None or (len(m.hidden) > 0 and min(m.hidden) >= 1), "hidden widths must be >= 1"),
+            # The upper bounds are far beyond any MNIST model; they keep a config read from an untrusted
+            # file from describing a model too large to even count (runcheck builds it on the meta device).
+            (0 < m.width <= MAX_WIDTH, f"width must be in (0, {MAX_WIDTH:g}], got {m.width}"),
+            (
+                m.hidden is None
+                or (0 < len(m.hidden) <= MAX_LAYERS and 1 <= min(m.hidden) <= max(m.hidden) <= MAX_UNITS),
+                f"hidden must be 1 to {MAX_LAYERS} layers of 1 to {MAX_UNITS:,} units, got {m.hidden}",
+            ),
             (self.patience is None or d.val_size > 0, "early stopping needs a validation split"),
+            (1 <= self.members <= MAX_MEMBERS, f"members must be in [1, {MAX_MEMBERS}], got {self.members}"),
+            (self.members_at_once is None or self.members_at_once >= 1, "members at once must be >= 1"),
+            *self.augment.problems(),
         ]
 
     # ---- serialisation -----------------------------------------------------------------------------
@@ -336,8 +412,12 @@ def strip_optional(tp: Any) -> Any:
     return tp
 
 
-def _build(cls: type, raw: Mapping[str, Any]) -> Any:
-    """Build dataclass ``cls`` from JSON-like ``raw``: sections recursively, JSON lists back into tuples."""
+def _build(cls: type, raw: Mapping[str, Any], prefix: str = "") -> Any:
+    """Build dataclass ``cls`` from JSON-like ``raw``: sections recursively, JSON lists back into tuples.
+
+    Each value must have its field's declared type (a config file is input like any other: ``"wide"`` for a
+    width would otherwise fail far away, inside a model constructor).
+    """
     if not isinstance(raw, Mapping):
         raise ConfigError(f"{cls.__name__}: expected an object, got {type(raw).__name__}")
     hints = typing.get_type_hints(cls)
@@ -348,9 +428,32 @@ def _build(cls: type, raw: Mapping[str, Any]) -> Any:
     for name, value in raw.items():
         tp = strip_optional(hints[name])
         if dataclasses.is_dataclass(tp):
-            kwargs[name] = _build(tp, value)
-        elif typing.get_origin(tp) is tuple and isinstance(value, list):
-            kwargs[name] = tuple(value)
-        else:
-            kwargs[name] = value
+            kwargs[name] = _build(tp, value, f"{prefix}{name}.")
+            continue
+        expected = _type_mismatch(value, hints[name])
+        if expected:
+            raise ConfigError(f"{prefix}{name} must be {expected}, got {value!r}")
+        kwargs[name] = tuple(value) if typing.get_origin(tp) is tuple and value is not None else value
     return cls(**kwargs)
+
+
+def _type_mismatch(value: Any, tp: Any) -> str | None:
+    """None when JSON ``value`` fits the declared type ``tp``; else what it should have been, in words."""
+    inner = strip_optional(tp)
+    if value is None:
+        return None if inner is not tp else "given (not null)"
+    if typing.get_origin(inner) is Literal:
+        return None if isinstance(value, str) else "a string"
+    if typing.get_origin(inner) is tuple:
+        ok = isinstance(value, list | tuple) and all(_type_mismatch(v, int) is None for v in value)
+        return None if ok else "a list of integers"
+    if inner is bool:
+        return None if isinstance(value, bool) else "true or false"
+    if inner is int:
+        return None if isinstance(value, int) and not isinstance(value, bool) else "an integer"
+    if inner is float:
+        number = isinstance(value, int | float) and not isinstance(value, bool)
+        return None if number and math.isfinite(value) else "a finite number"
+    if inner is str:
+        return None if isinstance(value, str) else "a string"
+    return None

@@ -26,3 +26,7 @@ class TrainingDiverged(MnistlabError):
 
 class RunError(MnistlabError):
     """A run folder is missing, incomplete or unreadable."""
+
+
+class WriteError(MnistlabError):
+    """A file could not be written (disk full, file too large, no permission); the message names the path."""

@@ -13,6 +13,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from mnistlab.errors import ConfigError
+from mnistlab.models.committee import Committee
 
 
 def resolve_device(name: str) -> torch.device:
@@ -75,4 +76,34 @@ def evaluate(
         "loss": loss_sum.item() / count,
         "accuracy": correct.item() / count,
         "predictions": predictions.cpu(),
+    }
+
+
+@torch.no_grad()
+def member_log_probs(committee: Committee, images: torch.Tensor, batch_size: int = 2000) -> torch.Tensor:
+    """(M, N, 10): each member's log-probabilities for preprocessed images (N, 1, 28, 28), in eval mode."""
+    if committee.training:
+        committee.eval()
+    device = next(committee.parameters()).device
+    chunks = [
+        committee.member_log_probs(images[start : start + batch_size].to(device))
+        for start in range(0, images.shape[0], batch_size)
+    ]
+    return torch.cat(chunks, dim=1) if chunks else torch.zeros((len(committee.members), 0, 10), device=device)
+
+
+def score_committee(
+    committee: Committee, images: torch.Tensor, labels: torch.Tensor, batch_size: int = 2000
+) -> dict:
+    """:func:`evaluate` for a committee, plus each member's predictions (M, N) from the same forward passes."""
+    members = member_log_probs(committee, images, batch_size)  # (M, N, 10)
+    logits = committee.combine(members)  # (N, 10)
+    labels = labels.to(logits.device)
+    predictions = logits.argmax(dim=1)
+    count = max(labels.shape[0], 1)
+    return {
+        "loss": F.cross_entropy(logits, labels, reduction="sum").item() / count,
+        "accuracy": (predictions == labels).sum().item() / count,
+        "predictions": predictions.cpu(),
+        "member_predictions": members.argmax(dim=2).cpu(),
     }

@@ -8,16 +8,33 @@ A run folder (written by :func:`mnistlab.training.fit.fit`)::
     last.safetensors   resume state after each epoch; removed when the run completes
     model.safetensors  the best weights (by validation) + preprocessing statistics + config, written at the end
     summary.json       written last: its presence is what marks the run as complete
-    error.txt          only when the run failed (e.g. diverged); the folder then has no summary.json
+    error.txt          only when the run failed (diverged, disk full, ...); the folder then has no summary.json
+    .lock              while a process trains in it (:func:`hold_run_folder`); a second one fails at once
+
+A committee's folder (written by :func:`mnistlab.training.committee.train_committee`)::
+
+    config.json        the committee's TrainConfig (members = N, combine, the members' recipe)
+    members/K/         member K = 0..N-1: a complete run folder as above (seed + K, the shared split_seed)
+    model.safetensors  every member's weights (model.members.K.*), the shared preprocessing and the config
+    summary.json       written last: each member's and the committee's accuracies, the rule, shared errors
+
+Its model file loads as a :class:`~mnistlab.models.Committee`, so a committee is a Run like any other.
 
 Reading a run needs no training code: serving, export and reports stand on this module, not on
-:mod:`mnistlab.training`. Nothing is ever unpickled.
+:mod:`mnistlab.training`. Nothing is ever unpickled, and every file is checked as untrusted input
+(:mod:`mnistlab.runcheck`): a damaged or hostile folder gives a one-line RunError naming the file.
+
+A folder is never stuck: one that stopped before its first checkpoint resumes from epoch 1, or is replaced
+with ``overwrite``; the temporary files of an interrupted write are removed when it is next held.
 """
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
+import shutil
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -29,11 +46,23 @@ from torch import nn
 from mnistlab import __version__
 from mnistlab.config import TrainConfig
 from mnistlab.data import Preprocessor, load_dataset
-from mnistlab.errors import ConfigError, MnistlabError, RunError
+from mnistlab.errors import ConfigError, MnistlabError, RunError, WriteError
 from mnistlab.evaluation.metrics import classification_report
-from mnistlab.fileio import atomic_save_tensors, atomic_write, load_tensors, split_prefix, with_prefix
-from mnistlab.inference import evaluate, predict_logits, resolve_device
-from mnistlab.models import model_from_config
+from mnistlab.fileio import (
+    append_text,
+    atomic_save_tensors,
+    atomic_write,
+    file_lock,
+    is_temp_file,
+    load_tensors,
+    make_dirs,
+    remove_stale_temps,
+    split_prefix,
+    with_prefix,
+)
+from mnistlab.inference import evaluate, member_log_probs, predict_logits, resolve_device
+from mnistlab.models import Committee, model_from_config
+from mnistlab.runcheck import check_record, check_weights, config_from_metadata, preprocessor_from
 
 CONFIG_FILE = "config.json"
 METRICS_FILE = "metrics.jsonl"
@@ -42,31 +71,36 @@ CHECKPOINT_FILE = "last.safetensors"
 MODEL_FILE = "model.safetensors"
 SUMMARY_FILE = "summary.json"
 ERROR_FILE = "error.txt"
+LOCK_FILE = ".lock"
+MEMBERS_DIR = "members"  # a committee's member runs: members/0, members/1, ...
 MODEL_FORMAT = "mnistlab.model/1"
 Images = torch.Tensor | np.ndarray  # raw pixels 0-255: (N, 28, 28), (N, 1, 28, 28) or one (28, 28)
 
 
 # ---- creating a folder -------------------------------------------------------------------------------------
-def create_run_dir(out: str | Path | None, name: str, root: str | Path = "runs") -> Path:
+def create_run_dir(
+    out: str | Path | None, name: str, root: str | Path = "runs", *, overwrite: bool = False
+) -> Path:
     """Create a new, empty folder for a run (or an experiment) and return it.
 
-    ``out`` given: that folder; an existing empty folder is used, a non-empty one is a ConfigError. ``out``
-    None: ``root/<YYYYmmdd-HHMMSS>-<name>``, with ``-2``, ``-3``, ... appended when another process took that
-    name in the same second. ``mkdir(exist_ok=False)`` is the claim: two processes never share a folder.
+    ``out`` given: that folder; an existing empty folder is used (the lock and temporary files a killed run
+    leaves do not count), a non-empty one is a ConfigError, unless ``overwrite`` and it holds an earlier
+    mnistlab run (:func:`hold_run_folder` empties it, once it holds the lock). ``out`` None:
+    ``root/<YYYYmmdd-HHMMSS>-<name>``, with ``-2``, ``-3``, ... appended when another process took that name
+    in the same second. ``mkdir(exist_ok=False)`` is the claim: two processes never share a folder.
     """
     if out is not None:
         path = Path(out)
-        path.parent.mkdir(parents=True, exist_ok=True)
+        make_dirs(path.parent)
         try:
             path.mkdir()
         except FileExistsError:
-            if not path.is_dir() or any(path.iterdir()):
-                raise ConfigError(
-                    f"{path}: folder already exists and is not empty; choose another --out"
-                ) from None
+            _check_reusable(path, overwrite)
+        except OSError as exc:
+            raise WriteError(f"{path}: cannot create the folder: {exc.strerror or exc}") from None
         return path
     root = Path(root)
-    root.mkdir(parents=True, exist_ok=True)
+    make_dirs(root)
     stamp = f"{datetime.now():%Y%m%d-%H%M%S}-{name}"
     for k in range(1, 1000):
         path = root / (stamp if k == 1 else f"{stamp}-{k}")
@@ -78,6 +112,74 @@ def create_run_dir(out: str | Path | None, name: str, root: str | Path = "runs")
     raise RunError(f"{root}: could not find a free folder name for {stamp}")
 
 
+def _check_reusable(path: Path, overwrite: bool) -> None:
+    """An existing ``--out`` may be used when empty, or replaced with ``overwrite`` when it holds a run."""
+    if not path.is_dir():
+        raise ConfigError(f"{path}: exists and is not a folder; choose another --out")
+    if not run_files(path):
+        return
+    if not overwrite:
+        raise ConfigError(
+            f"{path}: folder already exists and is not empty; choose another --out, continue its run with "
+            f"--resume {path}, or replace it with --overwrite"
+        )
+    if not (path / CONFIG_FILE).is_file():
+        raise ConfigError(f"{path}: --overwrite replaces only a run folder, and it has no {CONFIG_FILE}")
+    read_config(path)  # a RunError unless its config.json is an mnistlab run's
+
+
+def run_files(folder: Path) -> list[Path]:
+    """What is in ``folder`` apart from a lock file and the temporary files of interrupted writes."""
+    return [p for p in folder.iterdir() if p.name != LOCK_FILE and not is_temp_file(p.name)]
+
+
+# ---- holding a folder while training in it -----------------------------------------------------------------
+@contextlib.contextmanager
+def hold_run_folder(folder: Path, *, empty_it: bool = False) -> Iterator[Path]:
+    """Hold ``folder`` for one training run (new or resumed), until the block ends.
+
+    Its lock (``.lock``, an ``flock``) makes a second trainer or resumer of the folder fail at once; the
+    temporary files of a crashed write are removed; ``empty_it`` (``--overwrite``) then removes everything
+    else.
+    """
+    with file_lock(folder / LOCK_FILE, what=f"{folder}: this run folder"):
+        remove_stale_temps(folder)
+        if empty_it:
+            _empty(folder)
+        yield folder
+
+
+@contextlib.contextmanager
+def recording_errors(folder: Path, write_hint: str = "") -> Iterator[Path]:
+    """Record a failure of the block in ``folder``/error.txt, where the disk lets it; remove it on success.
+
+    Not for Ctrl-C (the run is just interrupted, and resumable) nor a ConfigError (a bad request, not a
+    failed run). ``write_hint`` is added to a WriteError's message (e.g. how to resume once there is space).
+    """
+    try:
+        yield folder
+    except ConfigError:
+        raise
+    except Exception as exc:
+        resumable = isinstance(exc, WriteError) and (folder / CONFIG_FILE).is_file()
+        error = WriteError(f"{exc}; {write_hint}") if write_hint and resumable else exc
+        with contextlib.suppress(OSError, MnistlabError):  # a full disk may refuse this too
+            write_error(folder, error)
+        if error is exc:
+            raise
+        raise error from exc
+    (folder / ERROR_FILE).unlink(missing_ok=True)
+
+
+def _empty(folder: Path) -> None:
+    """Remove everything but the lock (``--overwrite``, once the folder is held)."""
+    for entry in run_files(folder):
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry)
+        else:
+            entry.unlink()
+
+
 # ---- the text files ----------------------------------------------------------------------------------------
 def read_config(run_dir: str | Path) -> TrainConfig:
     """The TrainConfig a run folder was trained with; a one-line RunError when it is missing or unreadable."""
@@ -86,7 +188,13 @@ def read_config(run_dir: str | Path) -> TrainConfig:
         raise RunError(f"{run_dir}: not a run folder (no {CONFIG_FILE})")
     try:
         return TrainConfig.from_dict(json.loads(path.read_text(encoding="utf-8")))
-    except (json.JSONDecodeError, TypeError, ConfigError) as exc:
+    except (
+        OSError,
+        ValueError,
+        RecursionError,
+        TypeError,
+        ConfigError,
+    ) as exc:  # ValueError: not UTF-8, not JSON
         raise RunError(f"{path}: not a readable mnistlab config ({exc})") from None
 
 
@@ -107,24 +215,27 @@ def _read_jsonl(path: Path) -> list[dict]:
     """One JSON object per line; a torn last line is dropped, a bad line before it is a RunError."""
     if not path.is_file():
         return []
-    lines = path.read_text(encoding="utf-8").splitlines()
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise RunError(f"{path}: not readable ({exc})") from None
     records = []
     for number, line in enumerate(lines, start=1):
         if not line.strip():
             continue
         try:
-            records.append(json.loads(line))
-        except json.JSONDecodeError:
+            record = json.loads(line)
+        except (ValueError, RecursionError):
             if number == len(lines):
                 break
             raise RunError(f"{path}: line {number} is not JSON") from None
+        records.append(check_record(path, f"line {number}", record))
     return records
 
 
 def append_metrics(run_dir: Path, record: dict) -> None:
     """Append one epoch's record. A torn line is harmless: resume rewrites the file from the checkpoint."""
-    with (run_dir / METRICS_FILE).open("a", encoding="utf-8") as f:
-        f.write(json.dumps(record) + "\n")
+    append_text(run_dir / METRICS_FILE, json.dumps(record) + "\n")
 
 
 def write_metrics(run_dir: Path, history: list[dict]) -> None:
@@ -152,9 +263,18 @@ def write_steps(run_dir: Path, epochs: list[dict]) -> None:
 def read_summary(run_dir: str | Path) -> dict:
     path = Path(run_dir) / SUMMARY_FILE
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as exc:
+        summary = json.loads(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as exc:
+        raise RunError(
+            f"{path}: not a readable run summary (not UTF-8: {exc.reason} at byte {exc.start})"
+        ) from None
+    except (OSError, ValueError, RecursionError) as exc:
         raise RunError(f"{path}: not a readable run summary ({exc})") from None
+    if not isinstance(summary, dict):
+        raise RunError(
+            f"{path}: not a readable run summary (a JSON {'array' if isinstance(summary, list) else type(summary).__name__}, not a JSON object)"
+        )
+    return summary
 
 
 def write_summary(run_dir: Path, summary: dict) -> None:
@@ -183,19 +303,26 @@ def save_model_file(path: Path, model: nn.Module, pre: Preprocessor, config: Tra
 
 
 def read_model_file(path: Path, device: torch.device) -> tuple[TrainConfig, nn.Module, Preprocessor]:
-    """(config, model in eval mode on ``device``, preprocessor) from a model.safetensors file."""
-    tensors, meta = load_tensors(path)
-    try:
-        config = TrainConfig.from_dict(json.loads(meta["config"]))
-        pre = Preprocessor.from_state(json.loads(meta["preprocessing"]), split_prefix(tensors, "preprocess."))
-    except (KeyError, json.JSONDecodeError, TypeError, MnistlabError) as exc:
-        raise RunError(f"{path}: not an mnistlab model file (bad metadata: {exc})") from None
-    model = model_from_config(config.model)
-    try:
-        model.load_state_dict(split_prefix(tensors, "model."))
-    except RuntimeError as exc:
-        raise RunError(f"{path}: weights do not match model {config.model.name!r}: {exc}") from None
+    """(config, model in eval mode on ``device``, preprocessor) from a model.safetensors file.
+
+    The file is untrusted: its config, weights and statistics are checked (:mod:`mnistlab.runcheck`) before
+    the model is built, so memory stays a small multiple of the file's size whatever its metadata says.
+    """
+    tensors, meta = load_tensors(path)  # the file's own bytes: bounded by its size
+    config = config_from_metadata(path, meta)
+    weights = split_prefix(tensors, "model.")
+    check_weights(path, config, weights, model_for)  # names, shapes, dtypes, against its model on "meta"
+    pre = preprocessor_from(path, config, meta, split_prefix(tensors, "preprocess."))
+    model = model_for(config)  # now known to be the size of the file's tensors
+    model.load_state_dict(weights)
     return config, model.to(device).eval(), pre
+
+
+def model_for(config: TrainConfig) -> nn.Module:
+    """A fresh model of a run's config: the registry's model, or a committee of ``config.members`` of them."""
+    if config.members > 1:
+        return Committee([model_from_config(config.model) for _ in range(config.members)], config.combine)
+    return model_from_config(config.model)
 
 
 # ---- a finished run ----------------------------------------------------------------------------------------
@@ -232,6 +359,19 @@ class Run:
         NumPy out; otherwise a torch tensor."""
         probabilities = torch.softmax(torch.as_tensor(self.predict_logits(images, batch_size)), dim=1)
         return probabilities.numpy() if isinstance(images, np.ndarray) else probabilities
+
+    def predict_with_members(self, images: Images, batch_size: int = 2000) -> tuple[Images, Images | None]:
+        """(probabilities (N, 10), each member's probabilities (M, N, 10) or None when not a committee), from
+        one forward pass of every member. NumPy in, NumPy out; otherwise torch tensors on the CPU."""
+        if not isinstance(self.model, Committee):
+            return self.predict(images, batch_size), None
+        x = _as_tensor(images)
+        x = x.unsqueeze(0) if x.ndim == 2 else x
+        members = member_log_probs(self.model, self.preprocessor(x.to(self.device)), batch_size)
+        combined, votes = torch.softmax(self.model.combine(members), dim=1).cpu(), members.exp().cpu()
+        if isinstance(images, np.ndarray):
+            return combined.numpy(), votes.numpy()
+        return combined, votes
 
     def evaluate(self, split: str = "test", data_dir: str | Path | None = None) -> dict:
         """Loss, accuracy, confusion matrix and per-class scores on the dataset's test split."""
@@ -295,7 +435,7 @@ def load_run(path: str | Path, device: str = "cpu") -> Run:
     if path.is_dir() and (reason := not_a_run_folder(path)):
         raise RunError(reason)
     if path.is_dir() and not (path / SUMMARY_FILE).is_file():
-        resumable = (path / CHECKPOINT_FILE).exists()
+        resumable = (path / CHECKPOINT_FILE).exists() or (path / MEMBERS_DIR).is_dir()
         hint = "; it may still be running, or resume it with --resume" if resumable else ""
         raise RunError(f"{path}: incomplete run (no {SUMMARY_FILE}){hint}")
     dev = resolve_device(device)

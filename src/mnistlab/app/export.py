@@ -23,7 +23,7 @@ from torch import nn
 from mnistlab.app.formats import ExportFormat
 from mnistlab.data import Preprocessor, load_dataset
 from mnistlab.errors import MnistlabError
-from mnistlab.fileio import atomic_path
+from mnistlab.fileio import atomic_path, make_dirs
 from mnistlab.runs import Run
 
 VERIFY_IMAGES = 1000  # test images compared between PyTorch and the exported model
@@ -95,8 +95,9 @@ def export_run(
     pixels = torch.from_numpy(arrays.test_images[:VERIFY_IMAGES]).float()  # (1000, 28, 28)
     with torch.inference_mode():
         reference = run.predict_logits(arrays.test_images[:VERIFY_IMAGES]).astype(np.float64)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_path(out) as tmp:  # replaces `out` only if the checks below pass
+    make_dirs(out.parent)
+    # replaces `out` only if the checks below pass; a full disk: a WriteError naming `out`, nothing written
+    with atomic_path(out) as tmp:
         if fmt == "onnx":
             _write_onnx(wrapped, pixels[:2], tmp, exporter)
             exported = _run_onnx(tmp, pixels.numpy())
@@ -194,7 +195,9 @@ def _write_torchscript(module: nn.Module, example: torch.Tensor, path: Path) -> 
     with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
         traced = torch.jit.trace(module, example)
-        torch.jit.save(traced, str(path))
+        buffer = io.BytesIO()  # written by Python below: a full disk is an OSError, not a RuntimeError
+        torch.jit.save(traced, buffer)
+    path.write_bytes(buffer.getvalue())
 
 
 def _run_torchscript(path: Path, pixels: torch.Tensor) -> np.ndarray:

@@ -11,6 +11,7 @@ from PIL import Image
 
 from mnistlab.app.imageprep import prepare
 from mnistlab.errors import MnistlabError
+from mnistlab.fileio import atomic_path, make_dirs
 from mnistlab.runs import Run
 
 
@@ -48,6 +49,14 @@ def predict_digits(run: Run, digits: np.ndarray) -> np.ndarray:
         return run.predict(torch.from_numpy(np.ascontiguousarray(digits))).double().numpy()
 
 
+def predict_digits_with_members(run: Run, digits: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+    """:func:`predict_digits`, and for a committee each member's probabilities float64 (M, N, 10) (None
+    otherwise), from one forward pass of every member."""
+    with torch.inference_mode():
+        probs, members = run.predict_with_members(torch.from_numpy(np.ascontiguousarray(digits)))
+    return probs.double().numpy(), None if members is None else members.double().numpy()
+
+
 def predict_files(run: Run, paths: list[str | Path], raw: bool = False) -> list[FilePrediction]:
     """One FilePrediction per path, in order; a bad file gets its error and never stops the others."""
     results = [FilePrediction(source=str(p)) for p in paths]
@@ -67,9 +76,13 @@ def predict_files(run: Run, paths: list[str | Path], raw: bool = False) -> list[
 
 
 def save_input(digit: np.ndarray, folder: Path, index: int, source: str) -> Path:
-    """Write the 28x28 the model saw as PNG; the name comes from the input's stem, never its path."""
-    folder.mkdir(parents=True, exist_ok=True)
+    """Write the 28x28 the model saw as PNG; the name comes from the input's stem, never its path.
+
+    Atomic, like every file mnistlab writes; a full disk is a WriteError naming the file.
+    """
+    make_dirs(folder)
     stem = "".join(c if c.isalnum() or c in "-_" else "_" for c in Path(source).stem)[:60] or "image"
     path = folder / f"{index:04d}-{stem}.png"
-    Image.fromarray(digit, mode="L").save(path)
+    with atomic_path(path) as tmp:
+        Image.fromarray(digit, mode="L").save(tmp, format="PNG")
     return path

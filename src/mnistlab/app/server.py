@@ -35,7 +35,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from mnistlab.app.heap import reclaim_forever
 from mnistlab.app.imageprep import ImageError, prepare, prepare_pixels
-from mnistlab.app.predict import predict_digits
+from mnistlab.app.predict import predict_digits_with_members
 from mnistlab.app.serve_config import ServeLimits
 from mnistlab.models import count_parameters
 from mnistlab.runs import Run
@@ -225,6 +225,8 @@ def _add_pages(app: FastAPI, run: Run, static) -> None:
         "test_accuracy": run.summary.get("test_accuracy"),
         "parameters": count_parameters(run.model),
         "preprocessing": run.preprocessor.mode,
+        "members": run.config.members,  # > 1: a committee, whose predictions carry each member's vote
+        "combine": run.config.combine if run.config.members > 1 else None,
     }
 
     @app.get("/", include_in_schema=False)
@@ -255,14 +257,17 @@ def _add_predict(app: FastAPI, run: Run, inference: InferenceThread) -> None:
                 return _error(415, "send multipart/form-data with a 'file' field, or JSON {\"pixels\": ...}")
         except ImageError as exc:
             return _error(422, str(exc))
-        probs = (await inference.run(predict_digits, run, digit[None]))[0]
-        return JSONResponse(
-            {
-                "label": int(np.argmax(probs)),
-                "probabilities": [float(p) for p in probs],
-                "input_28x28": digit.astype(int).tolist(),
-            }
-        )
+        probs, members = await inference.run(predict_digits_with_members, run, digit[None])
+        body = {
+            "label": int(np.argmax(probs[0])),
+            "probabilities": [float(p) for p in probs[0]],
+            "input_28x28": digit.astype(int).tolist(),
+        }
+        if members is not None:  # a committee: each member's vote and how sure it is
+            body["members"] = [
+                {"label": int(np.argmax(p)), "probability": float(np.max(p))} for p in members[:, 0]
+            ]
+        return JSONResponse(body)
 
 
 async def _digit_from_json(request: Request) -> np.ndarray:

@@ -11,6 +11,7 @@ import typer
 from mnistlab.app.formats import ExportFormat
 from mnistlab.app.serve_config import ServeConfig, ServeLimits
 from mnistlab.cli.app import app
+from mnistlab.errors import MnistlabError
 
 
 @app.command("predict")
@@ -26,16 +27,24 @@ def predict_command(
         bool, typer.Option(help="Skip MNIST-style normalisation: just fix polarity and resize to 28x28.")
     ] = False,
 ) -> None:
-    """Predict the digit in each image. A bad file gets its own error; the exit code is 1 if any failed."""
+    """Predict the digit in each image. A bad file gets its own error; the exit code is 1 if any failed.
+
+    Saving the inputs (--save-input) is a side job: when it fails (a full disk) every prediction is still
+    printed, then one error line, and the exit code is 1.
+    """
     from mnistlab.api import load_run
     from mnistlab.app.predict import predict_files
     from mnistlab.app.predict import save_input as write_input
 
     run = load_run(run_dir)
     results = predict_files(run, images, raw=raw)
+    unsaved: list[str] = []
     for index, result in enumerate(results):
         if result.error is None and save_input is not None:
-            write_input(result.input_28x28, save_input, index, result.source)
+            try:
+                write_input(result.input_28x28, save_input, index, result.source)
+            except MnistlabError as exc:
+                unsaved.append(str(exc))
         if as_json:
             typer.echo(json.dumps(result.to_json(top_k)))
         elif result.error is not None:
@@ -46,6 +55,10 @@ def predict_command(
     failed = sum(r.error is not None for r in results)
     if failed:
         typer.echo(f"{failed} of {len(results)} files failed", err=True)
+    if unsaved:
+        more = f" (and {len(unsaved) - 1} more)" if len(unsaved) > 1 else ""
+        typer.echo(f"mnistlab: error: --save-input failed: {unsaved[0]}{more}", err=True)
+    if failed or unsaved:
         raise typer.Exit(1)
 
 
@@ -84,7 +97,11 @@ def serve_command(
     )
     config = ServeConfig(str(run_dir), host=host, port=port, workers=workers, limits=limits)
     sock = bind(host, port)  # first: a taken port is the only message, before any "serving"
-    run = load_run(run_dir)
+    try:
+        run = load_run(run_dir)
+    except BaseException:
+        sock.close()
+        raise
     processes = f"{workers} worker processes" if workers > 1 else "1 process"
     bound_url = url(host, sock.getsockname()[1])
     typer.echo(f"mnistlab: serving {run_dir} at {bound_url}  ({processes}; Ctrl-C to stop)")

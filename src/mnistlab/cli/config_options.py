@@ -60,12 +60,13 @@ def with_config_options(cls: type = TrainConfig) -> Callable[[Callable[..., Any]
 
 
 def config_from_flags(flags: ConfigFlags, resume: Path | None = None) -> TrainConfig:
-    """The config to train: the recipe of the model on the engine (or, on resume, the run's own config) with
-    the flags applied. ``--engine numpy`` alone is the NumPy engine's own mlp recipe."""
-    from mnistlab.recipes import recipe
+    """The config to train: the recipe of the model on the engine (with ``--members N``: the committee recipe,
+    or the model's long-budget one; on resume, the run's own config) with the flags applied. ``--engine numpy``
+    alone is the NumPy engine's own mlp recipe."""
+    from mnistlab.recipes import starting_recipe
 
     if resume is None:  # a new run: no torch needed to know its config (or to reject it)
-        base = recipe(flags.get("model.name"), flags.get("engine", "torch"))
+        base = starting_recipe(flags.get("model.name"), flags.get("members", 1), flags.get("engine", "torch"))
     else:
         from mnistlab.runs import read_config
 

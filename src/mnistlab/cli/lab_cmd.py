@@ -39,14 +39,15 @@ def lab_command(
     import torch
 
     from mnistlab.lab import LabOptions, experiment
-    from mnistlab.runs import create_run_dir
+    from mnistlab.runs import create_run_dir, recording_errors
 
     run = experiment(name)  # an unknown name fails here, before a folder is made
     if threads is not None:
         torch.set_num_threads(threads)
     folder = create_run_dir(out, name, root="lab")
     t0 = time.perf_counter()
-    run(LabOptions(quick=quick, out=folder, seed=seed, lr_scaling=lr_scaling, threads=threads))
+    with recording_errors(folder):  # error.txt beside what was written, e.g. when the disk is full
+        run(LabOptions(quick=quick, out=folder, seed=seed, lr_scaling=lr_scaling, threads=threads))
     typer.echo(f"lab {name}: done in {time.perf_counter() - t0:.0f} s; open {folder / 'report.html'}")
 
 
@@ -63,10 +64,27 @@ def report_command(
     typer.echo(f"report: {path}")
 
 
+def _check_extras(
+    config: TrainConfig, resume: bool, overwrite: bool, seeds: int, report: bool, tensorboard: bool
+) -> None:
+    """The combinations of train's extras that cannot work, as one-line ConfigErrors before anything runs."""
+    if config.dry_run and (seeds != 1 or report):
+        raise ConfigError("--dry-run writes nothing, so it cannot be combined with --seeds or --report")
+    if resume and seeds != 1:
+        raise ConfigError("--resume continues one run; it cannot be combined with --seeds")
+    if overwrite and seeds != 1:
+        raise ConfigError("--overwrite replaces one run; it cannot be combined with --seeds")
+    if config.members > 1 and (seeds != 1 or tensorboard):
+        raise ConfigError(
+            "--members trains one committee: it cannot be combined with --seeds or --tensorboard"
+        )
+
+
 def train_with_extras(
     config: TrainConfig,
     *,
     resume: Path | None = None,
+    overwrite: bool = False,
     seeds: int = 1,
     report: bool = False,
     tensorboard: bool = False,
@@ -80,10 +98,7 @@ def train_with_extras(
 
     if tensorboard:
         check_tensorboard()  # fail before training, not after
-    if config.dry_run and (seeds != 1 or report):
-        raise ConfigError("--dry-run writes nothing, so it cannot be combined with --seeds or --report")
-    if resume is not None and seeds != 1:
-        raise ConfigError("--resume continues one run; it cannot be combined with --seeds")
+    _check_extras(config, resume is not None, overwrite, seeds, report, tensorboard)
     loggers: list = []
 
     def callbacks_for(run_dir: Path) -> list:
@@ -96,7 +111,9 @@ def train_with_extras(
         for logger in loggers:
             logger.close()
         loggers.clear()
-        if report and run.path is not None:
+        if (
+            report and run.path is not None and is_main_process()
+        ):  # a committee's Run has a path on every rank
             from mnistlab.evaluation.report import run_report
 
             typer.echo(f"report: {run_report(run.path)}")
@@ -104,9 +121,11 @@ def train_with_extras(
     if seeds == 1:
         folder = resume
         if folder is None and not config.dry_run and is_main_process():  # rank 0 alone makes folders
-            folder = create_run_dir(config.out, config.model.name)  # the callbacks need it before training
+            # the callbacks need it before training (train() empties it first when overwriting)
+            folder = create_run_dir(config.out, config.model.name, overwrite=overwrite)
             config.out = str(folder)
-        after_run(train(config, resume=resume, callbacks=callbacks_for(folder) if folder else []))
+        callbacks = callbacks_for(folder) if folder else []
+        after_run(train(config, resume=resume, overwrite=overwrite, callbacks=callbacks))
         return
     summary = train_seeds(config, seeds, callbacks_for=callbacks_for, after_run=after_run)
     typer.echo(

@@ -26,6 +26,13 @@ def train_command(
     ctx: typer.Context,
     config_flags: ConfigFlags,
     resume: Annotated[Path | None, typer.Option(help=RESUME_HELP)] = None,
+    overwrite: Annotated[
+        bool,
+        typer.Option(
+            help="Replace the earlier run in --out (e.g. one stopped before its first checkpoint); "
+            "refused for a folder that holds no mnistlab run."
+        ),
+    ] = False,
     seeds: Annotated[
         int, typer.Option(help="Train once per seed (seed..seed+N-1), each in OUT/seed-K, plus a summary.")
     ] = 1,
@@ -38,12 +45,18 @@ def train_command(
     nproc: Annotated[
         int | None,
         typer.Option(
-            help="Data-parallel: launch this many processes on this machine with torchrun "
-            "(one per GPU, or CPU processes); --batch-size stays the global batch."
+            help="Launch this many processes on this machine with torchrun (one per GPU, or CPU "
+            "processes). One run: data-parallel, --batch-size stays the global batch. A committee "
+            "(--members N): member K trains whole on process K % nproc, no gradients exchanged."
         ),
     ] = None,
 ) -> None:
-    """Train a model (default: the fast CNN on MNIST), then score the test set once."""
+    """Train a model (default: the fast CNN on MNIST), then score the test set once.
+
+    --members N trains a committee: N runs in RUN/members/K (seeds seed..seed+N-1, one validation split),
+    combined by the mean of their softmax outputs. Alone, --members N uses the committee recipe (the best
+    member recipe, with distortions); with --model X, X's long-budget recipe.
+    """
     if nproc is not None:
         _launch_torchrun(nproc, ctx, resume, config_flags)
         return
@@ -51,16 +64,18 @@ def train_command(
     if seeds != 1 or report or tensorboard:
         from mnistlab.cli.lab_cmd import train_with_extras
 
-        train_with_extras(config, resume=resume, seeds=seeds, report=report, tensorboard=tensorboard)
+        train_with_extras(
+            config, resume=resume, overwrite=overwrite, seeds=seeds, report=report, tensorboard=tensorboard
+        )
         return
-    train(config, resume=resume)
+    train(config, resume=resume, overwrite=overwrite)
 
 
-def train(config, resume: Path | None = None):
+def train(config, resume: Path | None = None, overwrite: bool = False):
     """:func:`mnistlab.api.train`, imported when a run starts (it loads torch)."""
     from mnistlab.api import train as api_train
 
-    return api_train(config, resume=resume)
+    return api_train(config, resume=resume, overwrite=overwrite)
 
 
 def _launch_torchrun(nproc: int, ctx: typer.Context, resume: Path | None, flags: ConfigFlags) -> None:
@@ -71,7 +86,7 @@ def _launch_torchrun(nproc: int, ctx: typer.Context, resume: Path | None, flags:
     if config.engine == "numpy":
         raise ConfigError(f"--nproc {nproc}: --engine numpy trains in one process")
     global_batch = config.batch_size
-    if global_batch % nproc:
+    if config.members == 1 and global_batch % nproc:  # a committee's members each train alone
         raise ConfigError(
             f"--batch-size {global_batch} is the global batch and must divide by --nproc {nproc}"
         )

@@ -15,7 +15,7 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from mnistlab.fileio import atomic_save_figure
+from mnistlab.fileio import atomic_save_figure, make_dirs
 
 DPI = 80  # small PNGs (docs keep each under 150 KB) that still read well in a browser
 
@@ -31,7 +31,7 @@ def new_figure(ncols: int = 1, nrows: int = 1, size: tuple[float, float] = (6.4,
 def save_figure(fig: Figure, path: str | Path) -> Path:
     """Write ``fig`` as PNG to ``path`` atomically (creating its folder) and return the path."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    make_dirs(path.parent)
     return atomic_save_figure(path, fig, DPI)
 
 

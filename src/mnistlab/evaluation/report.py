@@ -20,7 +20,7 @@ import torch
 
 from mnistlab.evaluation import plots
 from mnistlab.evaluation.metrics import classification_report
-from mnistlab.fileio import atomic_write
+from mnistlab.fileio import atomic_write, make_dirs
 
 _STYLE = """
 body { font-family: system-ui, sans-serif; max-width: 1000px; margin: 2em auto; padding: 0 1em;
@@ -73,7 +73,7 @@ class Report:
     def write(self, out_dir: Path) -> tuple[Path, Path]:
         """Write report.html and report.md into ``out_dir``; figure paths are relative to it in the .md."""
         out_dir = Path(out_dir)
-        out_dir.mkdir(parents=True, exist_ok=True)
+        make_dirs(out_dir)
         html_path, md_path = out_dir / "report.html", out_dir / "report.md"
         atomic_write(html_path, self.to_html())
         atomic_write(md_path, self.to_markdown(out_dir))
@@ -158,7 +158,7 @@ def run_report(
 
     run = load_run(run_dir)
     out_dir = Path(out) if out else Path(run_dir) / "report"
-    out_dir.mkdir(parents=True, exist_ok=True)
+    make_dirs(out_dir)
     cfg = run.config.data
     arrays = load_dataset(cfg.dataset, data_dir or cfg.data_dir, download=cfg.download, progress=False)
     images = arrays.test_images  # uint8 (N, 28, 28)
@@ -186,9 +186,10 @@ def run_report(
     report.text(
         f"Test accuracy {100 * accuracy:.2f} % on {len(labels):,} images "
         f"({int((predicted != labels).sum()):,} mistakes), macro F1 {result['macro_f1']:.4f}. "
-        f"Model `{run.config.model.name}`, {s.get('epochs_run', '?')} epochs, best epoch by validation "
-        f"{s.get('best_epoch', '?')}. The test set was not used to choose anything."
+        f"{_describe_model(run.config.model.name, s)} The test set was not used to choose anything."
     )
+    if s.get("kind") == "committee":
+        _committee_section(report, s)
     _per_class_section(report, result["per_class"])
     write_csv(out_dir / "per_class.csv", result["per_class"])
     write_json(
@@ -234,6 +235,46 @@ def _galleries(
             for i in idx
         ]
     return rows
+
+
+def _describe_model(name: str, s: dict) -> str:
+    if s.get("kind") == "committee":
+        return (
+            f"A committee of {s['members']} `{name}` members ({s['combine']} of their softmax outputs; "
+            "each member's epoch chosen on validation)."
+        )
+    return f"Model `{name}`, {s.get('epochs_run', '?')} epochs, best epoch by validation {s.get('best_epoch', '?')}."
+
+
+def _committee_section(report: Report, s: dict) -> None:
+    """Each member beside the committee: validation and test accuracy, and the errors they share."""
+    report.heading("The committee and its members")
+    rows = [
+        [
+            f"member {m['member']} (seed {m['seed']})",
+            _percent(m["val_accuracy"]),
+            _percent(m["test_accuracy"]),
+        ]
+        for m in s["member_runs"]
+    ]
+    mv, mt = s.get("member_val_accuracy"), s["member_test_accuracy"]
+    rows.append(["members: mean ± std", _mean_std(mv), _mean_std(mt)])
+    rows.append(
+        [f"committee ({s['combine']})", _percent(s.get("val_accuracy")), _percent(s["test_accuracy"])]
+    )
+    report.table(["", "validation accuracy", "test accuracy"], rows)
+    report.text(
+        f"Test errors: the committee makes {s['test_errors']}; {s['test_errors_shared_by_all_members']} "
+        f"images are wrong for every member, {s['test_errors_of_any_member']} for at least one."
+    )
+
+
+def _percent(value: float | None) -> str:
+    return "" if value is None else f"{100 * value:.2f} %"
+
+
+def _mean_std(agg: dict | None) -> str:
+    return "" if agg is None else f"{100 * agg['mean']:.2f} ± {100 * agg['std']:.2f} %"
 
 
 def _per_class_section(report: Report, per_class: list[dict]) -> None:

@@ -19,6 +19,8 @@ EXPERIMENTS = {
     "overfitting": "mnistlab.lab.overfitting",
     "models": "mnistlab.lab.models",
     "gradient-noise": "mnistlab.lab.gradient_noise",
+    "augment": "mnistlab.lab.augment",
+    "committee": "mnistlab.lab.committee",
 }
 
 

@@ -20,6 +20,8 @@ from mnistlab.models.registry import (
 
 if TYPE_CHECKING:
     from mnistlab.models.cnn import FastCNN, PytorchExampleNet
+    from mnistlab.models.committee import Committee
+    from mnistlab.models.deep import DeepCNN
     from mnistlab.models.lenet import LeNet5
     from mnistlab.models.mlp import MLP
 
@@ -27,6 +29,8 @@ _CLASSES = {
     "MLP": "mnistlab.models.mlp",
     "FastCNN": "mnistlab.models.cnn",
     "PytorchExampleNet": "mnistlab.models.cnn",
+    "Committee": "mnistlab.models.committee",
+    "DeepCNN": "mnistlab.models.deep",
     "LeNet5": "mnistlab.models.lenet",
 }
 
@@ -39,6 +43,8 @@ def __getattr__(name: str) -> Any:
 
 __all__ = [
     "MLP",
+    "Committee",
+    "DeepCNN",
     "FastCNN",
     "LeNet5",
     "PytorchExampleNet",

@@ -11,6 +11,7 @@ from collections.abc import Callable, Sequence
 from torch import nn
 
 from mnistlab.models.cnn import FastCNN, PytorchExampleNet
+from mnistlab.models.deep import DeepCNN
 from mnistlab.models.lenet import LeNet5
 from mnistlab.models.mlp import MLP
 
@@ -36,6 +37,10 @@ def lenet_wide(hidden: Sequence[int] | None, dropout: float | None, width: float
 
 def cnn(hidden: Sequence[int] | None, dropout: float | None, width: float) -> nn.Module:
     return FastCNN(channels=_scale((16, 32, 64), width), dropout=dropout or 0.0)
+
+
+def deep_cnn(hidden: Sequence[int] | None, dropout: float | None, width: float) -> nn.Module:
+    return DeepCNN(channels=_scale((16, 32, 64), width), dropout=dropout or 0.0)
 
 
 def pytorch_example(hidden: Sequence[int] | None, dropout: float | None, width: float) -> nn.Module:

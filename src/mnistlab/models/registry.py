@@ -25,6 +25,7 @@ MODELS: MappingProxyType[str, str] = MappingProxyType(
         "lenet5": "mnistlab.models.factories:lenet5",
         "lenet-wide": "mnistlab.models.factories:lenet_wide",
         "cnn": "mnistlab.models.factories:cnn",
+        "deep-cnn": "mnistlab.models.factories:deep_cnn",
         "pytorch-example": "mnistlab.models.factories:pytorch_example",
     }
 )

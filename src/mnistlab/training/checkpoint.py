@@ -1,8 +1,9 @@
 """The resume checkpoint, ``last.safetensors``: what it holds, saving and restoring it, and what a resume may change.
 
 It holds, as tensors: the model (``model.*``), the optimiser's buffers (``optim.*``), the best weights so far
-(``best.*``), the named generators (``rng.order``, the data order) and the global RNG states (``rng.torch``,
-``rng.cuda``, and each other rank's as ``rng.torch.rank<r>``); as JSON metadata: the epoch, optimiser
+(``best.*``), the named generators (``rng.order``, the data order; ``rng.augment``, the distortions) and the
+global RNG states (``rng.torch``, ``rng.cuda``, and each other rank's as ``rng.torch.rank<r>``,
+``rng.augment.rank<r>``, ...); as JSON metadata: the epoch, optimiser
 hyper-parameters, scheduler position, early-stopping counters, the epoch history (every metrics record so
 far) and the config history. The checkpoint alone is the resume state: on resume, metrics.jsonl is rewritten
 to exactly its history, so a torn or repeated line from an interrupted run cannot survive. Nothing is
@@ -23,6 +24,7 @@ import torch
 from mnistlab.config import TrainConfig, config_fields, differences
 from mnistlab.errors import ConfigError, RunError
 from mnistlab.fileio import atomic_save_tensors, load_tensors, split_prefix, with_prefix
+from mnistlab.runcheck import check_record, check_state
 from mnistlab.runs import CHECKPOINT_FILE, MODEL_FILE, SUMMARY_FILE, read_metrics
 from mnistlab.training.early_stopping import EarlyStopping
 from mnistlab.training.trainer import Trainer
@@ -42,6 +44,11 @@ class TrainState:
     @property
     def next_epoch(self) -> int:
         return len(self.history) + 1
+
+    def epochs_left(self, last_epoch: int) -> range:
+        """The epochs still to train; none once early stopping has stopped the run (a resume of a run that
+        stopped early and was interrupted before its summary must not train another epoch)."""
+        return range(last_epoch + 1 if self.stopper.should_stop else self.next_epoch, last_epoch + 1)
 
     def observe(self, record: dict, monitor: str, model: torch.nn.Module) -> bool:
         """Add one epoch's record; True when its monitored value is the best so far (weights snapshotted)."""
@@ -66,7 +73,7 @@ def save_checkpoint(
         with_prefix(trainer.model.state_dict(), "model.")
         | optim_tensors
         | best
-        | {f"rng.{name}": g.get_state() for name, g in trainer.generators.items()}
+        | trainer.generator_states()
         | {"rng.torch": torch.get_rng_state()}
         | cuda_rng
         | rng_states
@@ -83,8 +90,28 @@ def save_checkpoint(
 
 
 def restore_checkpoint(run_dir: Path, trainer: Trainer, state: TrainState) -> None:
-    """Load last.safetensors into ``trainer`` and ``state``: the run continues exactly where it stopped."""
-    tensors, meta = load_tensors(run_dir / CHECKPOINT_FILE)
+    """Load last.safetensors into ``trainer`` and ``state``: the run continues exactly where it stopped.
+
+    A folder without one stopped before its first checkpoint: nothing is loaded, the run starts again from
+    epoch 1 (as its own seed makes it, so it ends as an uninterrupted run would). A checkpoint that does not
+    fit the run's model, or whose metadata is damaged, is a RunError naming it.
+    """
+    path = run_dir / CHECKPOINT_FILE
+    if not path.is_file():
+        return
+    tensors, meta = load_tensors(path)
+    model = split_prefix(tensors, "model.")
+    check_state(path, trainer.model.state_dict(), model, f"{trainer.config.model.name} of {run_dir}")
+    try:
+        _restore(path, trainer, state, tensors, meta)
+    except (KeyError, ValueError, TypeError, RuntimeError) as exc:  # damaged metadata or tensors
+        raise RunError(f"{path}: not a readable mnistlab checkpoint ({type(exc).__name__}: {exc})") from None
+
+
+def _restore(
+    path: Path, trainer: Trainer, state: TrainState, tensors: dict[str, torch.Tensor], meta: dict[str, str]
+) -> None:
+    run_dir = path.parent
     epoch = int(meta["epoch"])
     if trainer.config.epochs < epoch:
         raise ConfigError(
@@ -93,8 +120,6 @@ def restore_checkpoint(run_dir: Path, trainer: Trainer, state: TrainState) -> No
     trainer.model.load_state_dict(split_prefix(tensors, "model."))
     restore_optimizer(trainer.optimizer, tensors, json.loads(meta["optimizer"]))
     trainer.scheduler.load_state_dict(json.loads(meta["scheduler"]))
-    for name, generator in trainer.generators.items():  # the global data order: the same on every rank
-        generator.set_state(tensors[f"rng.{name}"])
     _restore_rng(tensors, trainer)
     es = json.loads(meta["early_stopping"])
     state.stopper.best_value, state.stopper.best_epoch, state.stopper.bad_epochs = (
@@ -104,7 +129,8 @@ def restore_checkpoint(run_dir: Path, trainer: Trainer, state: TrainState) -> No
     )
     state.stopper.best_state = split_prefix(tensors, "best.") or _best_from_model_file(run_dir)
     # Checkpoints written before the history moved into them: metrics.jsonl, cut to the checkpoint's epochs.
-    state.history = json.loads(meta["history"]) if "history" in meta else read_metrics(run_dir)[:epoch]
+    history = json.loads(meta["history"]) if "history" in meta else read_metrics(run_dir)[:epoch]
+    state.history = [check_record(path, f"history record {n}", r) for n, r in enumerate(history, 1)]
     state.config_history = json.loads(meta.get("config_history", "[]"))
 
 
@@ -142,15 +168,17 @@ def config_change(changes: dict[str, list[Any]], after_epoch: int) -> dict:
 
 
 def check_resumable(run_dir: Path) -> None:
-    if not (run_dir / CHECKPOINT_FILE).is_file():
-        done = (run_dir / SUMMARY_FILE).is_file()
-        reason = "the run already completed" if done else f"no {CHECKPOINT_FILE} checkpoint"
-        raise RunError(f"{run_dir}: nothing to resume ({reason})")
+    """Any run folder that is not complete can be resumed (one without a checkpoint from epoch 1)."""
+    if (run_dir / SUMMARY_FILE).is_file():
+        raise RunError(f"{run_dir}: nothing to resume (the run already completed)")
 
 
 def _restore_rng(tensors: dict[str, torch.Tensor], trainer: Trainer) -> None:
-    """Each rank's own dropout stream; a run resumed with more ranks than it was saved with reuses rank 0's."""
+    """Each rank's own streams: dropout, distortions, and the data order (the same on every rank). A run
+    resumed with more ranks than it was saved with reuses rank 0's."""
     rank = trainer.dist.rank
+    for name, generator in trainer.generators.items():
+        generator.set_state(tensors.get(f"rng.{name}.rank{rank}", tensors[f"rng.{name}"]))
     torch.set_rng_state(tensors.get(f"rng.torch.rank{rank}", tensors["rng.torch"]))
     device = next(trainer.model.parameters()).device
     if device.type == "cuda" and "rng.cuda" in tensors:  # absent when the run was saved on the CPU

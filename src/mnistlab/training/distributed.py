@@ -115,8 +115,9 @@ class SingleProcess:
         """Rank 0's value of ``flag`` (e.g. "stop early now") on every rank."""
         return flag
 
-    def gather_rng_states(self) -> dict[str, torch.Tensor]:
-        """The other ranks' dropout RNG states, for the checkpoint ({} alone)."""
+    def gather_rng_states(self, extra: dict[str, torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
+        """The other ranks' RNG states (dropout, and ``extra``'s, e.g. ``rng.augment``) for the checkpoint
+        ({} alone)."""
         return {}
 
     def on_main(self, fn: Callable[[], T]) -> T | None:
@@ -189,13 +190,15 @@ class DataParallel(SingleProcess):
         dist.broadcast(value, src=0)
         return bool(value.item())
 
-    def gather_rng_states(self) -> dict[str, torch.Tensor]:
+    def gather_rng_states(self, extra: dict[str, torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
         """``{"rng.torch.rank{r}": cpu_state}`` for r >= 1 (and ``rng.cuda.rank{r}`` on CUDA), on rank 0.
 
-        Rank 0's own states are saved as ``rng.torch`` / ``rng.cuda`` by the single-process code; these
-        extra tensors give every rank of a resumed run its own streams back. Empty on ranks other than 0.
+        ``extra``: more of this rank's states by name, e.g. the distortion generator's ``rng.augment``, which
+        come back as ``rng.augment.rank{r}``. Rank 0's own states are saved under the plain names by the
+        single-process code; these extra tensors give every rank of a resumed run its own streams back.
+        Empty on ranks other than 0.
         """
-        states = {"rng.torch": torch.get_rng_state()}  # uint8 (5056,) for the CPU generator
+        states = {"rng.torch": torch.get_rng_state()} | (extra or {})  # uint8 (5056,) for the CPU generator
         if self.device.type == "cuda":
             states["rng.cuda"] = torch.cuda.get_rng_state(self.device)  # uint8 (16,): Philox seed + offset
         out: dict[str, torch.Tensor] = {}
@@ -297,6 +300,79 @@ def setup(device_name: str, environ: Mapping[str, str] | None = None) -> SingleP
         dist.init_process_group(backend, timeout=timeout_from_env(environ))
         owns = True
     return DataParallel(device, dist.get_rank(), dist.get_world_size(), local_rank, backend, owns)
+
+
+# ---- a committee's processes: whole members each, no gradients exchanged ------------------------------------
+# While they train, a committee's processes exchange nothing; at the barrier after the members a process waits
+# for the slowest one, which can take hours. A process that dies closes its connections (gloo then fails the
+# others' barrier) and torchrun stops the others, so the long wait bounds nothing that could hang.
+COMMITTEE_TIMEOUT = timedelta(days=7)
+
+
+@dataclass(frozen=True)
+class MemberProcesses:
+    """The processes of a committee (torchrun, or one alone): member k is trained whole by process k % world,
+    on that process's device; rank 0 opens the folder and combines the members after :meth:`barrier`."""
+
+    device: torch.device
+    rank: int = 0
+    world_size: int = 1
+    owns_group: bool = False
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    def members(self, count: int) -> list[int]:
+        """This process's members of ``count``: k with k % world_size == rank."""
+        return list(range(self.rank, count, self.world_size))
+
+    def barrier(self) -> None:
+        if self.world_size > 1:
+            dist.barrier()
+
+    def from_main(self, fn: Callable[[], T]) -> T:
+        """Run ``fn`` on rank 0 and return its result (e.g. the folder's path: a str) on every rank; a
+        MnistlabError raised there is raised on every rank (by class name and message; nothing from files)."""
+        if self.world_size == 1:
+            return fn()
+        message: list = [None]
+        failure = None
+        if self.is_main:
+            try:
+                message = [("ok", fn())]
+            except MnistlabError as exc:
+                failure, message = exc, [("error", type(exc).__name__, str(exc))]
+        dist.broadcast_object_list(message, src=0)
+        if failure is not None:
+            raise failure
+        if message[0][0] == "error":
+            raise getattr(errors, message[0][1], MnistlabError)(message[0][2])
+        return message[0][1]
+
+    def teardown(self) -> None:
+        if self.owns_group and dist.is_initialized():
+            dist.destroy_process_group()
+
+
+def setup_members(device_name: str, environ: Mapping[str, str] | None = None) -> MemberProcesses:
+    """The committee's processes described by the environment: alone, or one rank of a torchrun job.
+
+    On CUDA each process uses GPU ``LOCAL_RANK``. The process group is gloo even on GPUs: it carries only a
+    folder name and a barrier, never a tensor of the members.
+    """
+    environ = os.environ if environ is None else environ
+    _, world, local_rank = env_ranks(environ)
+    device = resolve_device(device_name)
+    if world > 1 and device.type == "cuda":
+        device = torch.device("cuda", local_rank)
+        torch.cuda.set_device(device)
+    if world == 1:
+        return MemberProcesses(device)
+    owns = not dist.is_initialized()
+    if owns:
+        dist.init_process_group("gloo", timeout=COMMITTEE_TIMEOUT)
+    return MemberProcesses(device, dist.get_rank(), dist.get_world_size(), owns)
 
 
 def _share_failure(failure: MnistlabError | None, ctx: DataParallel) -> None:

@@ -13,6 +13,7 @@ import contextlib
 import copy
 import math
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -26,16 +27,18 @@ from mnistlab.runs import (
     Run,
     append_metrics,
     create_run_dir,
+    hold_run_folder,
     read_config,
     read_steps,
+    recording_errors,
     save_model_file,
     steps_record,
     write_config,
-    write_error,
     write_metrics,
     write_steps,
     write_summary,
 )
+from mnistlab.testhooks import crash_point
 from mnistlab.training import distributed
 from mnistlab.training.checkpoint import (
     TrainState,
@@ -73,14 +76,18 @@ def fit(
     config: TrainConfig,
     *,
     resume: str | Path | None = None,
+    overwrite: bool = False,
     reporter: Reporter | None = None,
     callbacks: Sequence[EpochCallback] = (),
+    process: SingleProcess | None = None,
 ) -> Run:
     """Train according to ``config``; return the finished :class:`Run` (best weights restored).
 
     ``resume``: continue the interrupted run in that folder. ``config`` must then be the run's own config,
     except for fields declared ``resume_safe`` (e.g. more ``epochs``), which are recorded in the summary's
-    ``config_history``; any other difference is a ConfigError naming it.
+    ``config_history``; any other difference is a ConfigError naming it. ``overwrite``: ``config.out`` may
+    hold an earlier run, which is replaced. The run folder is held (locked) while the run lasts
+    (:func:`mnistlab.runs.hold_run_folder`).
 
     Each callback receives every epoch's metrics record (the dict written to metrics.jsonl) as it ends,
     e.g. to write TensorBoard events or drive a live plot (in a distributed run, on rank 0 only).
@@ -89,38 +96,56 @@ def fit(
     :mod:`mnistlab.training.distributed`. Every rank returns the same Run; only rank 0 writes the folder.
     torch's thread count is set from ``config.threads`` for the run and restored afterwards (and NumPy's
     BLAS threads, for ``config.engine == "numpy"``, the NumPy engine: it trains on the CPU, in one process).
+    ``process``: train alone in this process, on its device, whatever the environment says (a committee's
+    member, trained whole by one torchrun process). A committee (``config.members`` > 1) is trained by
+    :func:`mnistlab.training.committee.train_committee`, whose members are runs of this function.
     """
     config = copy.deepcopy(config).validate()  # the run's own copy: the caller may reuse theirs
+    if resume is not None and overwrite:
+        raise ConfigError("--resume continues a run and --overwrite replaces one: choose one")
+    if config.members > 1:
+        raise ConfigError("fit trains one run; train a committee (members > 1) with mnistlab.train")
     if config.engine == "numpy":
         check_config(config)  # before anything is read or written
     with torch_threads(config.threads), blas_threads(config):
-        dist = distributed.setup("cpu" if config.engine == "numpy" else config.device)
+        dist = process or distributed.setup("cpu" if config.engine == "numpy" else config.device)
         try:
-            with dist.peer_failures():
-                return _fit(config, dist, Path(resume) if resume is not None else None, reporter, callbacks)
+            # `held`: the run folder (its lock, error.txt on failure), from when it is opened to the end
+            with dist.peer_failures(), contextlib.ExitStack() as held:
+                place = Place(Path(resume) if resume is not None else None, overwrite, held)
+                return _fit(config, dist, place, reporter, callbacks)
         finally:
             dist.teardown()
+
+
+@dataclass
+class Place:
+    """Where the run writes: a resumed folder, or a new one (``overwrite``: replacing an earlier run)."""
+
+    resume: Path | None
+    overwrite: bool
+    held: contextlib.ExitStack  # holds the run folder until the run ends
 
 
 def _fit(
     config: TrainConfig,
     dist: SingleProcess,
-    resume: Path | None,
+    place: Place,
     reporter: Reporter | None,
     callbacks: Sequence[EpochCallback],
 ) -> Run:
     """The story: build, restore, then for each epoch step + validate + checkpoint, then finish."""
     reporter = _reporter(config, dist, reporter)
-    changes = _resume_changes(config, resume)
+    changes = _resume_changes(config, place, dist)
     splits, trainer = _build(config, dist)
-    folder = dist.on_main(lambda: _open_folder(config, resume))  # None: a dry run, or not rank 0
-    state = _restore(trainer, resume, changes)
+    folder = dist.on_main(lambda: _open_folder(config, place))  # None: a dry run, or not rank 0
+    state = _restore(trainer, place.resume, changes)
     reporter.line(_banner(config, trainer, splits, folder))
     reporter.line(_legend(config, splits))
-    for epoch in range(state.next_epoch, trainer.last_epoch + 1):
+    for epoch in state.epochs_left(trainer.last_epoch):
         result = trainer.epoch(epoch, reporter)
         record = result.record
-        _check_finite(record, config, folder)
+        _check_finite(record, config)
         state.steps.append(steps_record(epoch, result.step_losses))
         is_best = state.observe(record, config.monitor, trainer.model)
         reporter.line(_epoch_line(record, trainer.last_epoch, is_best))
@@ -154,16 +179,20 @@ def _reporter(config: TrainConfig, dist: SingleProcess, given: Reporter | None) 
     return given or Reporter(quiet=config.quiet, progress=config.progress)
 
 
-def _resume_changes(config: TrainConfig, resume: Path | None) -> dict:
+def _resume_changes(config: TrainConfig, place: Place, dist: SingleProcess) -> dict:
     """What a resume changes in the run's config ({} for a new run); fails fast, before any data is read.
 
-    The resumed run keeps its recorded ``out`` (the folder may have been given by another path since).
+    The folder is held first (rank 0), so a second resumer fails at once. The resumed run keeps its recorded
+    ``out`` (the folder may have been given by another path since).
     """
+    resume = place.resume
     if resume is None:
         return {}
     if config.engine == "numpy":  # why: NumpyTrainer's docstring
         raise ConfigError(f"{resume}: runs of the numpy engine cannot be resumed; train it again")
     check_resumable(resume)
+    if dist.is_main and resume.is_dir():
+        place.held.enter_context(hold_run_folder(resume))
     stored = read_config(resume)
     changes = resume_changes(stored, config, resume)
     config.out = stored.out
@@ -181,21 +210,31 @@ def _build(config: TrainConfig, dist: SingleProcess) -> tuple[Splits, AnyTrainer
     if config.channels_last:
         model = model.to(memory_format=torch.channels_last)
     dist.seed_rank(config.seed)
-    return splits, build_trainer(config, model, splits.train, splits.val, dist)
+    return splits, build_trainer(config, model, splits.train, splits.val, dist, splits.preprocessor)
 
 
-def _open_folder(config: TrainConfig, resume: Path | None) -> Path | None:
+def _open_folder(config: TrainConfig, place: Place) -> Path | None:
     """The run folder: the resumed one, a new one (its path recorded as ``config.out``), or None (dry run)."""
     if config.dry_run:
         return None
-    if resume is not None:
-        return resume
-    folder = create_run_dir(config.out, config.model.name)
+    if place.resume is not None:
+        return place.held.enter_context(recording_errors(place.resume, _write_hint(config, place.resume)))
+    folder = create_run_dir(config.out, config.model.name, overwrite=place.overwrite)
+    place.held.enter_context(hold_run_folder(folder, empty_it=place.overwrite))
+    place.held.enter_context(recording_errors(folder, _write_hint(config, folder)))
     config.out = str(folder)
     write_config(folder, config)
     write_metrics(folder, [])
     write_steps(folder, [])
+    crash_point("run-folder-ready")
     return folder
+
+
+def _write_hint(config: TrainConfig, folder: Path) -> str:
+    """What to do after a full disk: resume (the numpy engine cannot: its run starts again)."""
+    if config.engine == "numpy":
+        return f"once it can be written, train again with --overwrite --out {folder}"
+    return f"once it can be written, continue the run with --resume {folder}"
 
 
 def _restore(trainer: AnyTrainer, resume: Path | None, changes: dict) -> TrainState:
@@ -215,17 +254,14 @@ def _restore(trainer: AnyTrainer, resume: Path | None, changes: dict) -> TrainSt
     return state
 
 
-def _check_finite(record: dict, config: TrainConfig, folder: Path | None) -> None:
-    """Stop a diverged run with a clear message beside it; no checkpoint of the bad weights is written."""
+def _check_finite(record: dict, config: TrainConfig) -> None:
+    """Stop a diverged run with a clear message (error.txt beside it); no checkpoint of the bad weights."""
     if math.isfinite(record["train_loss"]):
         return
-    error = TrainingDiverged(
+    raise TrainingDiverged(
         f"training diverged in epoch {record['epoch']}: the loss became {record['train_loss']}; "
         f"try a smaller learning rate (e.g. --lr {config.optim.lr / 10:g})"
     )
-    if folder is not None:
-        write_error(folder, error)
-    raise error
 
 
 def _checkpoint(trainer: AnyTrainer, state: TrainState, folder: Path | None) -> None:
@@ -236,9 +272,11 @@ def _checkpoint(trainer: AnyTrainer, state: TrainState, folder: Path | None) -> 
     if folder is not None:
         write_steps(folder, state.steps)
     if not isinstance(trainer, NumpyTrainer):  # a numpy-engine run is not resumable: no checkpoint
-        rng_states = trainer.dist.gather_rng_states()  # a collective: every rank takes part
+        # a collective: every rank takes part; each rank's own streams (dropout, distortions) come to rank 0
+        rng_states = trainer.dist.gather_rng_states(trainer.generator_states())
         if folder is not None:
             save_checkpoint(folder, trainer, state, rng_states)
+    crash_point("checkpoint-saved")  # test-only: between the checkpoint and the metrics line
     if folder is not None:
         append_metrics(folder, state.history[-1])
 
@@ -256,10 +294,8 @@ def _finish(
         environment["smoke_steps"] = smoke_steps()  # a smoke test's run: its figures mean nothing
     summary = summarise(config, count_parameters(model), state, environment)
     if not config.dry_run:
-        test = dist.evaluate(
-            model, splits.test.images, splits.test.labels, config.eval_batch_size, config.amp
-        )
-        summary.update(test_accuracy=test["accuracy"], test_loss=test["loss"], test_images=len(splits.test))
+        test = splits.score_test(model, config.eval_batch_size, config.amp, dist)
+        summary.update(test_accuracy=test["accuracy"], test_loss=test["loss"], test_images=test["images"])
         reporter.line(
             f"test accuracy {100 * test['accuracy']:.2f} % (loss {test['loss']:.4f}) on {len(splits.test):,} "
             f"images, best epoch {summary['best_epoch']}, {summary['train_seconds']:.1f} s training"

@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from mnistlab.inference import autocast_for
+from mnistlab.testhooks import crash_point
 
 Batches = Iterable[tuple[torch.Tensor, torch.Tensor]]
 # One training step on one batch: (x (B, 1, 28, 28), y (B,)) -> (loss (), float32 logits (B, 10)).
@@ -122,5 +123,6 @@ def train_one_epoch(
         seen += y.shape[0]
         if on_step is not None:
             on_step(step + 1, seen, step_losses)
+        crash_point("step")  # test-only: the crash-matrix tests kill the process mid-epoch here
     losses = torch.stack(step_losses).cpu() if step_losses else torch.zeros(0)
     return EpochSums(loss_sum.item(), int(correct.item()), seen, len(step_losses), losses.tolist(), lr_peak)

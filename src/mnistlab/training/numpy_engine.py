@@ -70,6 +70,7 @@ def check_config(config: TrainConfig) -> None:
         (config.channels_last, "--channels-last"),
         (config.device.startswith("cuda"), f"--device {config.device} (the CPU only: cpu or auto)"),
         (world > 1, f"--nproc / torchrun ({world} processes; one only)"),
+        (config.augment.kind != "none", f"--augment {config.augment.kind} (none only)"),
     ]
     bad = [what for failed, what in problems if failed]
     if bad:

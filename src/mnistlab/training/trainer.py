@@ -8,14 +8,17 @@ An epoch is: draw the seeded data order, take one optimiser step per mini-batch 
 add up the sums over processes, then score the validation split. The metrics record it returns is the line
 written to metrics.jsonl.
 
-Seams for later work:
+Seams:
 
-- **A per-batch transform** (e.g. augmentation of each training batch on the device) belongs in
-  :meth:`Trainer.batches`, which yields every batch the steps see. Its random draws should come from a
-  generator added to :attr:`Trainer.generators`: the checkpoint saves and restores every generator there
-  (as ``rng.<name>``), so a resumed run draws the same transforms as an uninterrupted one.
-- **Several complete runs** (a committee's members) are a loop *around* ``fit``, one run folder each; nothing
-  here needs to know.
+- **A per-batch transform**: the distortions of each training batch on the device
+  (:class:`mnistlab.data.augment.Distorter`) are applied in :meth:`Trainer.batches`, which yields every batch
+  the steps see, and never to validation or test. Their random draws come from the distorter's generator,
+  registered in :attr:`Trainer.generators` as ``augment``: the checkpoint saves and restores every generator
+  there (as ``rng.<name>``; in a distributed run each rank's own too), so a resumed run draws the same
+  distortions as an uninterrupted one.
+- **Several complete runs** (a committee's members) are a loop *around* ``fit``, one run folder each
+  (:mod:`mnistlab.training.committee`); several members trained at once as one grouped network reuse this
+  Trainer per member for their batches, generators and checkpoints (:mod:`mnistlab.training.grouped`).
 """
 
 from __future__ import annotations
@@ -30,7 +33,10 @@ from torch import nn
 
 from mnistlab.config import TrainConfig
 from mnistlab.data import Preprocessor, TensorSplit, load_dataset, split_train_val
+from mnistlab.data.augment import Distorter, build_distorter
 from mnistlab.errors import ConfigError
+from mnistlab.inference import score_committee
+from mnistlab.models import Committee
 from mnistlab.training.distributed import SingleProcess
 from mnistlab.training.graphs import GraphedStep
 from mnistlab.training.loop import StepFn, train_one_epoch
@@ -50,6 +56,20 @@ class Splits:
     test: TensorSplit
     preprocessor: Preprocessor
 
+    def score_test(
+        self, model: nn.Module, batch_size: int, amp: bool = False, dist: SingleProcess | None = None
+    ) -> dict:
+        """The one place a training run scores the test split: once per run, after training, never to choose
+        anything (the tests count the calls). {"loss": nats/image, "accuracy", "images"}; for a committee also
+        each member's predictions (M, N), from the same forward passes."""
+        test = self.test
+        if isinstance(model, Committee):
+            result = score_committee(model, test.images, test.labels, batch_size)
+        else:
+            dist = dist or SingleProcess(next(model.parameters()).device)
+            result = dist.evaluate(model, test.images, test.labels, batch_size, amp)
+        return result | {"images": len(test)}
+
 
 def prepare_data(config: TrainConfig, device: torch.device, progress: bool = True) -> Splits:
     """Load the dataset, split validation off the training images, fit preprocessing on the rest.
@@ -63,7 +83,8 @@ def prepare_data(config: TrainConfig, device: torch.device, progress: bool = Tru
     labels = torch.from_numpy(arrays.train_labels).long()
     if dc.val_size >= images.shape[0]:
         raise ConfigError(f"validation size {dc.val_size} leaves no training images (of {images.shape[0]})")
-    train_idx, val_idx = split_train_val(images.shape[0], dc.val_size, config.seed)
+    split_seed = config.seed if dc.split_seed is None else dc.split_seed
+    train_idx, val_idx = split_train_val(images.shape[0], dc.val_size, split_seed)
     if dc.train_subset is not None:
         train_idx = train_idx[: dc.train_subset]
     smoke = SMOKE_IMAGES if smoke_steps() else None  # a smoke test: every split cut short (None: all)
@@ -99,6 +120,7 @@ class Trainer:
     dist: SingleProcess
     step_fn: StepFn | None = None  # a CUDA-graph replay of the step, or None for the eager step
     generators: dict[str, torch.Generator] = field(default_factory=dict)  # checkpointed as rng.<name>
+    distorter: Distorter | None = None  # distorts the training batches (config.augment), or None
 
     @property
     def last_epoch(self) -> int:
@@ -117,7 +139,13 @@ class Trainer:
         """This epoch's mini-batches (x (B, 1, 28, 28), y (B,)) on the device, in the seeded data order."""
         per_step = self.dist.local_batch_size(self.config.batch_size)  # images per step on this process
         order = self.generators["order"]
-        return self.train.batches(per_step, shuffle=True, generator=order, shard=self.dist.shard)
+        batches = self.train.batches(per_step, shuffle=True, generator=order, shard=self.dist.shard)
+        # training batches only: validation and test are never distorted
+        return self.distorter.wrap(batches) if self.distorter is not None else batches
+
+    def generator_states(self) -> dict[str, torch.Tensor]:
+        """``{"rng.<name>": state}`` of every generator, as the checkpoint stores them (CPU uint8 tensors)."""
+        return {f"rng.{name}": g.get_state() for name, g in self.generators.items()}
 
     def epoch(self, number: int, reporter: Reporter | None = None) -> EpochResult:
         """Train one epoch, then score validation; the record holds global (all-process) figures."""
@@ -195,10 +223,13 @@ def build_trainer(
     train: TensorSplit,
     val: TensorSplit | None,
     dist: SingleProcess | None = None,
+    preprocessor: Preprocessor | None = None,
 ) -> Trainer:
-    """Optimiser, per-step schedule over ``config.epochs``, step function and data order for ``model``.
+    """Optimiser, per-step schedule over ``config.epochs``, step function, data order and distortions.
 
     ``model`` must already be on its device (and in its memory format). ``dist`` defaults to one process.
+    ``preprocessor``: the statistics ``train`` was preprocessed with; distortions need them (they move
+    pixels, and bring in background pixels at the border).
     """
     dist = dist or SingleProcess(next(model.parameters()).device)
     step_model = dist.wrap(model)  # DDP all-reduces gradients; the model itself when alone
@@ -212,4 +243,28 @@ def build_trainer(
     steps_per_epoch = train.num_batches(dist.local_batch_size(config.batch_size), shard=dist.shard)
     scheduler = build_scheduler(optimizer, config.optim, steps_per_epoch, config.epochs)
     generators = {"order": torch.Generator().manual_seed(config.seed + 1)}  # apart from init and dropout
-    return Trainer(config, model, step_model, optimizer, scheduler, train, val, dist, step_fn, generators)
+    distorter = _distorter(config, preprocessor, dist)
+    if distorter is not None:
+        generators["augment"] = distorter.generator
+    return Trainer(
+        config, model, step_model, optimizer, scheduler, train, val, dist, step_fn, generators, distorter
+    )
+
+
+AUGMENT_SEED_OFFSET = 0xA060000  # far from seed + 1 (data order) and seed + 1e6 * rank (dropout per rank)
+
+
+def augment_seed(seed: int, rank: int = 0) -> int:
+    """The distortion generator's seed: its own stream per run seed and per rank."""
+    return seed + AUGMENT_SEED_OFFSET + 1_000_000 * rank
+
+
+def _distorter(
+    config: TrainConfig, preprocessor: Preprocessor | None, dist: SingleProcess
+) -> Distorter | None:
+    if config.augment.kind == "none":
+        return None
+    if preprocessor is None:
+        raise ConfigError("--augment needs the preprocessing statistics of the training split")
+    seed = augment_seed(config.seed, dist.rank)
+    return build_distorter(config.augment, preprocessor, dist.device, seed)

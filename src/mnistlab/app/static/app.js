@@ -8,6 +8,7 @@ const seen = document.getElementById("seen").getContext("2d");
 const statusLine = document.getElementById("status");
 const labelEl = document.getElementById("label");
 const barsEl = document.getElementById("bars");
+const votesEl = document.getElementById("votes");
 const THROTTLE_MS = 150; // at most one request in flight and one per 150 ms while drawing
 const INK_WIDTH = 18; // px on the 280 px canvas: about MNIST's stroke after scaling to 20 px
 
@@ -38,6 +39,7 @@ function showPrediction(result) {
   });
   labelEl.textContent = String(result.label);
   labelEl.dataset.label = String(result.label);
+  showVotes(result.members, result.label);
   const img = seen.createImageData(28, 28);
   result.input_28x28.forEach((row, y) => row.forEach((v, x) => {
     const i = 4 * (28 * y + x);
@@ -47,7 +49,18 @@ function showPrediction(result) {
   seen.putImageData(img, 0, 0);
 }
 
+// A committee's answer carries each member's vote: "members' votes: 7 7 7 1 7 (4 of 5 say 7)".
+function showVotes(members, label) {
+  if (!members) { votesEl.hidden = true; return; }
+  const agree = members.filter((m) => m.label === label).length;
+  votesEl.textContent = `members' votes: ${members.map((m) => m.label).join(" ")} ` +
+    `(${agree} of ${members.length} say ${label})`;
+  votesEl.title = members.map((m, k) => `member ${k}: ${m.label} (${(100 * m.probability).toFixed(1)} %)`).join("\n");
+  votesEl.hidden = false;
+}
+
 function resetPrediction() {
+  votesEl.hidden = true;
   barsEl.querySelectorAll("li").forEach((li) => {
     li.dataset.p = "0";
     li.querySelector(".fill").style.width = "0";
@@ -173,7 +186,8 @@ document.getElementById("upload").addEventListener("change", async (event) => {
 fetch("/api/model").then((r) => r.json()).then((m) => {
   const acc = m.test_accuracy == null ? "n/a" : `${(100 * m.test_accuracy).toFixed(2)} %`;
   document.getElementById("model-info").textContent =
-    `model ${m.name} (${m.parameters.toLocaleString()} parameters), test accuracy ${acc}`;
+    `model ${m.name}${m.members > 1 ? ` committee of ${m.members}` : ""} ` +
+    `(${m.parameters.toLocaleString()} parameters), test accuracy ${acc}`;
 }).catch(() => setStatus("cannot reach the model API", true));
 
 clearPad();

@@ -1,0 +1,297 @@
+"""A committee (Ciresan et al. 2012): N complete runs on one validation split, combined into one model.
+
+``mnistlab train --members N`` and ``mnistlab.train(config)`` with ``config.members = N`` come here. The folder
+(layout in :mod:`mnistlab.runs`) holds ``config.json``, one complete run folder per member in ``members/K``,
+then the combined ``model.safetensors`` and ``summary.json``. Member K is an ordinary run of
+:func:`~mnistlab.training.fit.fit`: its config is the committee's with seed + K and the committee's split seed,
+so every member holds out the same validation images and fits the same preprocessing statistics, while
+initial weights, data order, dropout and distortions differ.
+
+The story: open the folder, train this process's members, wait for the other processes, combine.
+
+- **Several processes.** Under torchrun (``--nproc P``) member K is trained by process K % P on its own device
+  (GPU ``LOCAL_RANK``, or a CPU process with its own threads); no gradient is exchanged. Rank 0 combines after
+  a barrier. A member comes out the same whichever process trains it.
+- **Several members at once.** ``members_at_once`` trains members together as one grouped network
+  (:mod:`mnistlab.training.grouped`), for GPUs that a small CNN leaves launch-bound.
+- **Resume.** Complete members are skipped, interrupted ones resume from their checkpoint, missing ones start.
+- **The test split** is scored once per member (by its own fit) and once for the committee, here.
+"""
+
+from __future__ import annotations
+
+import copy
+import statistics
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from mnistlab.config import TrainConfig, with_values
+from mnistlab.errors import ConfigError, RunError
+from mnistlab.inference import score_committee
+from mnistlab.models import Committee
+from mnistlab.runs import (
+    CHECKPOINT_FILE,
+    CONFIG_FILE,
+    MEMBERS_DIR,
+    METRICS_FILE,
+    MODEL_FILE,
+    SUMMARY_FILE,
+    Run,
+    create_run_dir,
+    hold_run_folder,
+    load_run,
+    read_config,
+    run_files,
+    save_model_file,
+    write_config,
+    write_summary,
+)
+from mnistlab.training import distributed
+from mnistlab.training.checkpoint import resume_changes
+from mnistlab.training.distributed import MemberProcesses, SingleProcess
+from mnistlab.training.environment import describe_environment
+from mnistlab.training.fit import fit, torch_threads
+from mnistlab.training.grouped import fit_group
+from mnistlab.training.progress import Reporter
+from mnistlab.training.trainer import prepare_data
+
+
+@dataclass
+class Member:
+    """Member ``index`` of a committee: its config and its run folder, RUN/members/<index>."""
+
+    index: int
+    config: TrainConfig
+
+    @property
+    def folder(self) -> Path:
+        return Path(self.config.out or "")
+
+    def status(self) -> str:
+        """ "done" (summary.json), "resume" (a checkpoint), or "new" (nothing trained yet)."""
+        if (self.folder / SUMMARY_FILE).is_file():
+            return "done"
+        return "resume" if (self.folder / CHECKPOINT_FILE).is_file() else "new"
+
+    def resume_from(self) -> Path | None:
+        """The folder to resume, or None to start: a folder left without a checkpoint is emptied first."""
+        if self.status() == "resume":
+            return self.folder
+        _clear_untrained(self.folder)
+        return None
+
+
+def member_config(config: TrainConfig, index: int, folder: Path) -> TrainConfig:
+    """The committee's config for member ``index``: seed + index, the committee's split seed, one run."""
+    split_seed = config.seed if config.data.split_seed is None else config.data.split_seed
+    return with_values(
+        config,
+        {
+            "seed": config.seed + index,
+            "data.split_seed": split_seed,
+            "members": 1,
+            "out": str(folder / MEMBERS_DIR / str(index)),
+        },
+    )
+
+
+def train_committee(
+    config: TrainConfig,
+    *,
+    resume: str | Path | None = None,
+    overwrite: bool = False,
+    reporter: Reporter | None = None,
+) -> Run:
+    """Train (or continue, ``resume``: the committee's folder) the committee ``config`` describes; its Run.
+    ``overwrite``: ``config.out`` may hold an earlier run or committee, which is replaced.
+
+    Under torchrun every process returns the same Run (loaded from the folder rank 0 wrote).
+    """
+    config = copy.deepcopy(config).validate()
+    if config.members < 2:
+        raise ConfigError(f"a committee needs --members >= 2, got {config.members}")
+    if config.dry_run:
+        raise ConfigError("--dry-run checks one run; leave out --members")
+    if resume is not None and overwrite:
+        raise ConfigError("--resume continues a committee and --overwrite replaces one: choose one")
+    with torch_threads(config.threads):
+        processes = distributed.setup_members("cpu" if config.engine == "numpy" else config.device)
+        try:
+            return _train_committee(config, processes, Path(resume) if resume else None, overwrite, reporter)
+        finally:
+            processes.teardown()
+
+
+def _train_committee(
+    config: TrainConfig,
+    processes: MemberProcesses,
+    resume: Path | None,
+    overwrite: bool,
+    reporter: Reporter | None,
+) -> Run:
+    """The story: open the folder, train this process's members, wait for the others, combine."""
+    t0 = time.perf_counter()
+    reporter = reporter or Reporter(quiet=config.quiet, progress=config.progress and processes.is_main)
+    folder = Path(processes.from_main(lambda: _open_folder(config, resume, overwrite)))
+    config.out = str(folder)
+    members = [Member(k, member_config(config, k, folder)) for k in range(config.members)]
+    mine = [members[k] for k in processes.members(config.members)]
+    at_once = config.members_at_once or (len(mine) if processes.device.type == "cuda" else 1)
+    if config.engine != "torch":
+        at_once = 1  # the grouped network is torch's
+    _train_members(mine, processes.device, max(1, at_once), reporter)
+    processes.barrier()  # every member is complete
+    run = None
+    if processes.is_main:
+        run = combine_members(config, folder, processes.device, time.perf_counter() - t0, reporter)
+    processes.barrier()  # the committee's files are written
+    return run if run is not None else load_run(folder, str(processes.device))
+
+
+def _open_folder(config: TrainConfig, resume: Path | None, overwrite: bool) -> str:
+    """A new committee folder with its config.json, or the committee being resumed (checked, config updated)."""
+    if resume is None:
+        folder = create_run_dir(config.out, f"{config.model.name}-committee", overwrite=overwrite)
+        if overwrite:
+            with hold_run_folder(folder, empty_it=True):  # its lock while it is emptied
+                pass
+        config.out = str(folder)
+        write_config(folder, config)
+        return str(folder)
+    if (resume / SUMMARY_FILE).is_file():
+        raise RunError(f"{resume}: nothing to resume (the committee already completed)")
+    stored = read_config(resume)
+    if resume_changes(stored, config, resume):  # a ConfigError for any change that makes another committee
+        config.out = str(resume)
+        write_config(resume, config)
+    return str(resume)
+
+
+def _train_members(members: list[Member], device: torch.device, at_once: int, reporter: Reporter) -> None:
+    """Train the unfinished ``members`` on ``device``: alone, or ``at_once`` of them as one grouped network."""
+    pending = [m for m in members if m.status() != "done"]
+    for m in members:
+        if m.status() == "done":
+            reporter.line(f"member {m.index} (seed {m.config.seed}): complete, in {m.folder}")
+    for start in range(0, len(pending), at_once):
+        group = pending[start : start + at_once]
+        for m in group:
+            reporter.line(f"member {m.index} (seed {m.config.seed}) -> {m.folder}")
+        resumes = [m.resume_from() for m in group]
+        if len(group) > 1:
+            fit_group([m.config for m in group], resumes, device, reporter)
+        else:
+            fit(group[0].config, resume=resumes[0], reporter=reporter, process=SingleProcess(device))
+
+
+def _clear_untrained(folder: Path) -> None:
+    """A member folder that a crash left before its first checkpoint holds only its config and empty
+    metrics: remove those so that the member starts again; anything else there is a RunError."""
+    if not folder.is_dir():
+        return
+    left = {p.name for p in run_files(folder)}  # a killed run's lock and temporary files do not count
+    if left - {CONFIG_FILE, METRICS_FILE}:
+        raise RunError(
+            f"{folder}: member folder without a checkpoint holds {', '.join(sorted(left))}; "
+            "move it away to train this member again"
+        )
+    for name in left:
+        (folder / name).unlink()
+
+
+# ---- combining -----------------------------------------------------------------------------------------------
+def combine_members(
+    config: TrainConfig, folder: Path, device: torch.device, seconds: float, reporter: Reporter
+) -> Run:
+    """Load the complete members, score the committee on validation and (once) on test, write its files."""
+    runs = [load_run(folder / MEMBERS_DIR / str(k), str(device)) for k in range(config.members)]
+    preprocessor = runs[0].preprocessor
+    for run in runs[1:]:
+        _check_same_preprocessing(runs[0], run)
+    committee = Committee([run.model for run in runs], config.combine).to(device)
+    splits = prepare_data(runs[0].config, device, progress=False)  # the members' own split and statistics
+    val = None
+    if splits.val is not None:
+        val = score_committee(committee, splits.val.images, splits.val.labels, config.eval_batch_size)
+    test = splits.score_test(committee, config.eval_batch_size)  # the committee's one test score
+    summary = committee_summary(config, runs, val, test, splits.test.labels.cpu())
+    summary |= {"wall_seconds": round(seconds, 3), "environment": describe_environment(device)}
+    save_model_file(folder / MODEL_FILE, committee, preprocessor, config)
+    write_summary(folder, summary)  # last: its presence marks the committee complete
+    reporter.line(_result_line(summary))
+    return Run(folder, config, committee, preprocessor, summary, [], device)
+
+
+def _check_same_preprocessing(first: Run, other: Run) -> None:
+    a, b = first.preprocessor, other.preprocessor
+    same = a.metadata() == b.metadata() and all(
+        torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values(), strict=True)
+    )
+    if not same:
+        raise RunError(
+            f"{other.path}: preprocessing differs from {first.path}'s; committee members must share the "
+            "training split and preprocessing (data.split_seed, train_subset, normalize, norm_stats)"
+        )
+
+
+def committee_summary(
+    config: TrainConfig, runs: list[Run], val: dict | None, test: dict, test_labels: torch.Tensor
+) -> dict:
+    """summary.json of a committee: members one by one, their mean ± std, the committee, shared errors."""
+    members = [_member_row(k, run) for k, run in enumerate(runs)]
+    wrong = test["member_predictions"] != test_labels  # (M, N): which test images each member gets wrong
+    member_val = [m["val_accuracy"] for m in members if m["val_accuracy"] is not None]
+    return {
+        "kind": "committee",
+        "model": config.model.name,
+        "dataset": config.data.dataset,
+        "seed": config.seed,
+        "split_seed": runs[0].config.data.split_seed,
+        "members": config.members,
+        "combine": config.combine,
+        "parameters": sum(run.summary.get("parameters", 0) for run in runs),
+        "member_runs": members,
+        "member_val_accuracy": mean_std(member_val) if member_val else None,
+        "member_test_accuracy": mean_std([m["test_accuracy"] for m in members]),
+        "val_accuracy": val["accuracy"] if val else None,
+        "val_loss": val["loss"] if val else None,
+        "test_accuracy": test["accuracy"],
+        "test_loss": test["loss"],
+        "test_images": test["images"],
+        "test_errors": int((test["predictions"] != test_labels).sum()),
+        "test_errors_shared_by_all_members": int(wrong.all(dim=0).sum()),
+        "test_errors_of_any_member": int(wrong.any(dim=0).sum()),
+        "train_seconds": round(sum(m["train_seconds"] for m in members), 3),
+    }
+
+
+def _member_row(index: int, run: Run) -> dict:
+    s = run.summary
+    return {
+        "member": index,
+        "folder": f"{MEMBERS_DIR}/{index}",
+        "seed": run.config.seed,
+        "best_epoch": s.get("best_epoch"),
+        "val_accuracy": s.get("best_val_accuracy"),  # the kept weights' accuracy on the shared split
+        "test_accuracy": s["test_accuracy"],
+        "train_seconds": s.get("train_seconds", 0.0),
+    }
+
+
+def mean_std(values: list[float]) -> dict:
+    """Mean and sample standard deviation (n - 1; 0.0 for one value)."""
+    std = statistics.stdev(values) if len(values) > 1 else 0.0
+    return {"mean": statistics.fmean(values), "std": std, "n": len(values)}
+
+
+def _result_line(s: dict) -> str:
+    m = s["member_test_accuracy"]
+    val = "" if s["val_accuracy"] is None else f"val {100 * s['val_accuracy']:.2f} %, "
+    return (
+        f"committee of {s['members']} ({s['combine']}): {val}test accuracy {100 * s['test_accuracy']:.2f} % "
+        f"({s['test_errors']} errors); members {100 * m['mean']:.2f} ± {100 * m['std']:.2f} %; "
+        f"{s['test_errors_shared_by_all_members']} test errors shared by all members"
+    )
