@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import importlib.metadata
 import io
 import json
 import os
@@ -27,6 +28,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import urllib.request
 import uuid
 from pathlib import Path
@@ -114,6 +116,50 @@ def locked(path: Path):
         yield
 
 
+def pinned_version(name: str) -> str | None:
+    for line in (ROOT / "constraints.txt").read_text(encoding="utf-8").splitlines():
+        if line.lower().startswith(f"{name}=="):
+            return line.split("==", 1)[1].strip()
+    return None
+
+
+def reuse_installed_torch(venv: Path) -> bool:
+    """Show the venv this interpreter's torch, when it is the pinned version, through a ``.pth`` file: pip then
+    counts it as installed instead of unpacking its 1 GB wheel again (about 2 of the build's 3 minutes on 2
+    busy cores). Only torch's own files are shared: its dependencies, and every dependency of mnistlab, pip
+    installs into the venv as usual, so a dependency missing from pyproject.toml still fails the test."""
+    try:
+        torch_dist = importlib.metadata.distribution("torch")
+    except importlib.metadata.PackageNotFoundError:
+        return False
+    if torch_dist.version.split("+")[0] != pinned_version("torch") or not torch_dist.files:
+        return False
+    site = Path(torch_dist.locate_file(""))
+    names = {f.parts[0] for f in torch_dist.files if f.parts[0] != ".."}  # torch, torchgen, …, its dist-info
+    shared = venv / "shared-torch"
+    shared.mkdir()
+    for name in sorted(names):
+        if (site / name).exists():
+            (shared / name).symlink_to(site / name)
+    purelib = subprocess.run(
+        [str(venv / "bin" / "python"), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    Path(purelib, "shared-torch.pth").write_text(f"{shared}\n")
+    return True
+
+
+def index_reachable(python: Path) -> bool:
+    """Can pip fetch setuptools (the build backend, on every package index)? Asked after an install failed, to
+    tell a machine without an index (skip) from a broken dependency list (fail)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        probe = [str(python), "-m", "pip", "download", "--no-deps", "--dest", tmp, "setuptools>=68"]
+        done = subprocess.run(probe, env=clean_env(), capture_output=True, timeout=600)
+    return done.returncode == 0
+
+
 def build_venv(cache: Path) -> Path:
     venv = cache / venv_key()
     marker = venv / "mnistlab-base-install.ok"
@@ -125,15 +171,21 @@ def build_venv(cache: Path) -> Path:
             if stale.is_dir():
                 shutil.rmtree(stale, ignore_errors=True)
         subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=300)
+        reuse_installed_torch(venv)
         install = [str(venv / "bin" / "python"), *main_job_install()[1:]]
         done = subprocess.run(
             install, cwd=ROOT, env=clean_env(), capture_output=True, text=True, timeout=1500
         )
         if done.returncode != 0:
+            output = done.stdout[-3000:] + done.stderr[-3000:]
+            if not index_reachable(Path(install[0])):
+                shutil.rmtree(venv, ignore_errors=True)
+                pytest.skip(
+                    "the README's install needs a package index (or pip's find-links/cache) and pip reached "
+                    "none (not even setuptools could be fetched); run once where pip can install"
+                )
             shutil.rmtree(venv, ignore_errors=True)
-            pytest.fail(
-                f"the README's install failed in a fresh venv:\n{done.stdout[-3000:]}{done.stderr[-3000:]}"
-            )
+            pytest.fail(f"the README's install failed in a fresh venv:\n{output}")
         marker.write_text(" ".join(install) + "\n")
     return venv
 
@@ -190,6 +242,20 @@ def readme_run(base_venv, tmp_path_factory) -> dict:
     return json.loads((work / "result.json").read_text()) | {"cwd": work, "env": env}
 
 
+def test_without_a_package_index_the_venv_test_skips_saying_why(tmp_path, monkeypatch):
+    for name, value in {
+        "PIP_CONFIG_FILE": os.devnull,  # no find-links, no local index
+        "PIP_INDEX_URL": "http://127.0.0.1:9/simple",  # the discard port: refused at once
+        "PIP_FIND_LINKS": "",
+        "PIP_RETRIES": "0",
+        "PIP_NO_CACHE_DIR": "1",
+    }.items():
+        monkeypatch.setenv(name, value)
+    with pytest.raises(pytest.skip.Exception, match="needs a package index"):
+        build_venv(tmp_path / "venvs")
+    assert not any((tmp_path / "venvs").glob("*/bin"))  # the half-built venv is gone
+
+
 def test_the_readme_sections_have_the_commands_this_test_knows():
     lines = readme_lines()
     assert len(lines) >= 20 and sum(map(is_serve, lines)) == 1
@@ -239,7 +305,8 @@ def test_readme_commands_did_what_they_say(readme_run):
     assert [x.split(":")[0] for x in predictions] == ["my-digit.jpg", "scan.png"]
     assert (cwd / "seen").is_dir() and list((cwd / "seen").iterdir())
     labs = sorted(p.name.split("-", 2)[-1] for p in (cwd / "lab").iterdir() if (p / "report.html").is_file())
-    assert labs == sorted(["loss", "preprocessing", "batch-size", "overfitting", "models", "gradient-noise"])
+    advertised = [line.split()[2] for line in readme_lines() if line.startswith("mnistlab lab ")]
+    assert len(advertised) >= 8 and labs == sorted(advertised)  # every lab the README lists wrote its report
     report = Path(out["mnistlab report $RUN"].split("report: ", 1)[1].strip())
     assert (cwd / report).is_file() and (cwd / report).with_name("learning_curves.png").is_file()
     assert out["mnistlab --version"].startswith("mnistlab ")
