@@ -31,8 +31,8 @@ print('HEAVY=' + ','.join(heavy), file=sys.stderr)
 """
 
 
-def run_probe(*args: str) -> tuple[str, str]:
-    code = f"HEAVY = {HEAVY!r}\n{PROBE}"
+def run_probe(*args: str, heavy: tuple[str, ...] = HEAVY) -> tuple[str, str]:
+    code = f"HEAVY = {heavy!r}\n{PROBE}"
     done = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, timeout=120)
     heavy = re.search(r"HEAVY=(.*)", done.stderr).group(1)
     return heavy, done.stdout + done.stderr
@@ -55,6 +55,14 @@ def run_probe(*args: str) -> tuple[str, str]:
 )
 def test_help_version_and_usage_errors_import_no_heavy_library(args):
     heavy, output = run_probe(*args)
+    assert heavy == "", f"mnistlab {' '.join(args)} imported {heavy}:\n{output}"
+
+
+@pytest.mark.parametrize("args", [("--help",), ("--version",)], ids=" ".join)
+def test_help_and_version_do_not_even_load_pydantic(args):
+    # Typer coerces every option value through pydantic (about 0.1 s to import): the two commands a newcomer
+    # tries first must not pay it.
+    heavy, output = run_probe(*args, heavy=("pydantic",))
     assert heavy == "", f"mnistlab {' '.join(args)} imported {heavy}:\n{output}"
 
 
