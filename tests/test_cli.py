@@ -159,6 +159,7 @@ def test_data_info_and_verify():
         ("lab", ["not a run folder", "mnistlab lab loss", "report.html"]),
         ("seeds", ["not a run folder", "--seeds", "seed-0"]),
         ("empty", ["not a run folder (no config.json)"]),
+        ("members", ["not a run folder", "a committee's members", "use the committee", "members/0"]),
     ],
 )
 def test_evaluate_says_what_a_folder_is_when_it_is_not_a_run(tmp_path, capsys, kind, needles):
@@ -174,6 +175,11 @@ def test_evaluate_says_what_a_folder_is_when_it_is_not_a_run(tmp_path, capsys, k
         for k in (0, 1):
             (folder / f"seed-{k}").mkdir()
             (folder / f"seed-{k}" / "config.json").write_text("{}")
+    elif kind == "members":  # RUN/members of `mnistlab train --members 2`
+        (tmp_path / "config.json").write_text("{}")
+        for k in (0, 1):
+            (folder / str(k)).mkdir()
+            (folder / str(k) / "config.json").write_text("{}")
     with pytest.raises(SystemExit) as exit_info:
         main(["evaluate", str(folder)])
     assert exit_info.value.code == 1

@@ -404,13 +404,18 @@ def _as_tensor(images: Images) -> torch.Tensor:
 
 
 def not_a_run_folder(path: Path) -> str | None:
-    """Why ``path`` is not a run folder at all (a lab experiment's, the --seeds parent, no config.json), or None
-    when it is one (complete or not)."""
+    """Why ``path`` is not a run folder at all (a lab experiment's, the --seeds parent, a committee's members/
+    folder, no config.json), or None when it is one (complete or not)."""
     seeds = sorted(p.name for p in path.glob("seed-*") if (p / CONFIG_FILE).is_file())
     if seeds:
         return (
             f"{path}: not a run folder: it holds the runs of `mnistlab train --seeds` ({', '.join(seeds)}); "
             f"use one of them, e.g. {path / seeds[0]}"
+        )
+    if path.name == MEMBERS_DIR and (path.parent / CONFIG_FILE).is_file():
+        return (
+            f"{path}: not a run folder: it holds a committee's members; use the committee, {path.parent}, "
+            f"or one member, e.g. {path / '0'}"
         )
     config = path / CONFIG_FILE
     if not config.is_file():
