@@ -97,7 +97,19 @@ def test_train_help_at_80_columns_keeps_every_description_whole():
 
 
 @pytest.mark.parametrize(
-    "command", ["", "evaluate", "predict", "serve", "export", "report", "lab", "data download"]
+    "command",
+    [
+        "",
+        "evaluate",
+        "predict",
+        "serve",
+        "export",
+        "report",
+        "lab",
+        "lab committee",
+        "lab augment",
+        "data download",
+    ],
 )
 def test_every_help_fits_80_columns_without_broken_words(command):
     lines = help_at_80(*command.split()).splitlines()

@@ -43,6 +43,7 @@ from mnistlab.training.fit import (
     _checkpoint,
     _epoch_line,
     _finish,
+    _legend,
     _open_folder,
     _restore,
     _resume_changes,
@@ -101,6 +102,7 @@ def fit_group(
         members = [_member(c, p, ch, splits, dist) for c, p, ch in zip(configs, places, changes, strict=True)]
         group = _build_group(members, configs[0])
         reporter.line(f"training {len(members)} members at once as one grouped network on {device}")
+        reporter.line(_legend(configs[0], splits))
         for epoch in range(members[0].state.next_epoch, members[0].trainer.last_epoch + 1):
             _grouped_epoch(group, epoch, reporter)
         return [_finish(m.trainer, splits, m.state, m.folder, reporter) for m in members]
