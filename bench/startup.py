@@ -7,6 +7,7 @@ next to an empty interpreter (``python -c pass``) as the floor. The target (issu
 
     python bench/startup.py --runs 11 --out bench/results/startup.json
     python bench/startup.py --src /tmp/old/src      # another checkout's code, e.g. before a change
+    python bench/startup.py --baseline /tmp/old/src # both, runs interleaved (fair on a loaded machine)
 """
 
 from __future__ import annotations
@@ -34,19 +35,33 @@ COMMANDS = {
 
 
 def time_command(args: list[str], runs: int, src: Path = SRC) -> dict:
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(src), os.environ.get("PYTHONPATH", "")])}
-    seconds, codes = [], set()
+    return time_interleaved(args, runs, [src])[0]
+
+
+def time_interleaved(args: list[str], runs: int, srcs: list[Path]) -> list[dict]:
+    """Each source folder's timings of ``args``; run k of every source comes before run k+1 of any, so that
+    the load of a shared machine falls on all of them alike."""
+    envs = [
+        {**os.environ, "PYTHONPATH": os.pathsep.join([str(src), os.environ.get("PYTHONPATH", "")])}
+        for src in srcs
+    ]
+    seconds: list[list[float]] = [[] for _ in srcs]
+    codes: list[set[int]] = [set() for _ in srcs]
     for _ in range(runs):
-        t0 = time.perf_counter()
-        done = subprocess.run([sys.executable, *args], capture_output=True, env=env)
-        seconds.append(time.perf_counter() - t0)
-        codes.add(done.returncode)
-    return {
-        "median_s": round(statistics.median(seconds), 4),
-        "min_s": round(min(seconds), 4),
-        "runs": runs,
-        "exit_codes": sorted(codes),
-    }
+        for k, env in enumerate(envs):
+            t0 = time.perf_counter()
+            done = subprocess.run([sys.executable, *args], capture_output=True, env=env)
+            seconds[k].append(time.perf_counter() - t0)
+            codes[k].add(done.returncode)
+    return [
+        {
+            "median_s": round(statistics.median(s), 4),
+            "min_s": round(min(s), 4),
+            "runs": runs,
+            "exit_codes": sorted(c),
+        }
+        for s, c in zip(seconds, codes, strict=True)
+    ]
 
 
 def main() -> None:
@@ -54,14 +69,21 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=11, help="runs per command (median reported)")
     parser.add_argument("--out", type=Path, help="write the results as JSON here")
     parser.add_argument("--src", type=Path, default=SRC, help="the mnistlab source folder to time")
+    parser.add_argument("--baseline", type=Path, help="another source folder, timed interleaved with --src")
     args = parser.parse_args()
-    results = {}
+    results, baseline = {}, {}
     for name, command in COMMANDS.items():
-        results[name] = time_command(command, args.runs, args.src)
-        r = results[name]
-        print(f"{name:<44} median {r['median_s']:.3f} s  min {r['min_s']:.3f} s  exit {r['exit_codes']}")
+        timed = time_interleaved(command, args.runs, [args.src, *([args.baseline] if args.baseline else [])])
+        results[name] = r = timed[0]
+        line = f"{name:<44} median {r['median_s']:.3f} s  min {r['min_s']:.3f} s  exit {r['exit_codes']}"
+        if args.baseline:
+            baseline[name] = b = timed[1]
+            line += f"  | baseline median {b['median_s']:.3f} s ({b['median_s'] / r['median_s']:.1f}x)"
+        print(line)
     payload = {
         "src": str(args.src),
+        "baseline_src": str(args.baseline) if args.baseline else None,
+        "baseline": baseline or None,
         "python": platform.python_version(),
         "load_average": os.getloadavg() if hasattr(os, "getloadavg") else None,
         "cpus": os.cpu_count(),
