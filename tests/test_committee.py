@@ -240,6 +240,8 @@ def test_the_report_of_a_committee_lists_its_members(committee, tmp_path):
     run, _ = committee
     html = run_report(run.path, out=tmp_path / "report").read_text()
     assert "The committee and its members" in html and "member 2 (seed 2)" in html
+    assert "Member 0 of the committee." in html  # its learning curves: the first member's steps
+    assert (tmp_path / "report" / "learning_curves.png").is_file()
     saved = json.loads((tmp_path / "report" / "report.json").read_text())
     assert saved["test_accuracy"] == run.summary["test_accuracy"]
 

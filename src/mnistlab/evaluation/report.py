@@ -14,6 +14,7 @@ import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -21,6 +22,9 @@ import torch
 from mnistlab.evaluation import plots
 from mnistlab.evaluation.metrics import classification_report
 from mnistlab.fileio import atomic_write, make_dirs
+
+if TYPE_CHECKING:
+    from mnistlab.runs import Run
 
 _STYLE = """
 body { font-family: system-ui, sans-serif; max-width: 1000px; margin: 2em auto; padding: 0 1em;
@@ -154,7 +158,7 @@ def run_report(
     confusion_matrix.png, mistakes.png, unsure_correct.png, per_class.csv, report.json, report.html/.md.
     """
     from mnistlab.data import load_dataset
-    from mnistlab.runs import load_run, read_steps
+    from mnistlab.runs import load_run
 
     run = load_run(run_dir)
     out_dir = Path(out) if out else Path(run_dir) / "report"
@@ -169,11 +173,7 @@ def run_report(
     accuracy = (predicted == labels).double().mean().item()
 
     report = Report(f"Run report: {Path(run_dir).name}")
-    steps = read_steps(run_dir)
-    if run.history or steps:
-        fig = plots.learning_curves(run.history, steps)
-        caption = "Training loss at every step and validation at the end of each epoch; accuracy per epoch."
-        report.figure(plots.save_figure(fig, out_dir / "learning_curves.png"), caption)
+    _learning_curves(report, run, Path(run_dir), out_dir)
     report.figure(
         plots.save_figure(
             plots.confusion_heatmap(result["confusion_matrix"], "Test confusion matrix"),
@@ -198,6 +198,21 @@ def run_report(
     )
     html_path, _ = report.write(out_dir)
     return html_path
+
+
+def _learning_curves(report: Report, run: Run, run_dir: Path, out_dir: Path) -> None:
+    """Loss per step and validation per epoch; a committee's first member stands for its members (each has its
+    own folder, members/K, and its own report)."""
+    from mnistlab.runs import MEMBERS_DIR, read_metrics, read_steps
+
+    history, steps, whose = run.history, read_steps(run_dir), ""
+    if run.summary.get("kind") == "committee" and not (history or steps):
+        first = run_dir / MEMBERS_DIR / "0"
+        history, steps, whose = read_metrics(first), read_steps(first), " Member 0 of the committee."
+    if history or steps:
+        fig = plots.learning_curves(history, steps)
+        caption = "Training loss at every step and validation at the end of each epoch; accuracy per epoch."
+        report.figure(plots.save_figure(fig, out_dir / "learning_curves.png"), caption + whose)
 
 
 def _galleries(
