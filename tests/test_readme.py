@@ -1,6 +1,7 @@
 """The README's two commands are the ones CI and users run; keep them honest."""
 
 import re
+import shlex
 from pathlib import Path
 
 import pytest
@@ -85,3 +86,40 @@ def test_the_onnx_hint_is_one_line_naming_the_extra(monkeypatch, app_run, tmp_pa
     assert "\n" not in str(error.value) and "pip install 'mnistlab[onnx]'" in str(error.value)
     assert str(error.value).startswith("--format onnx needs onnx, which is not installed")
     assert not (tmp_path / "model.onnx").exists()
+
+
+def readme_mnistlab_lines() -> list[str]:
+    """Every ``mnistlab ...`` line of every bash block in the README (its comment dropped)."""
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    lines = []
+    for block in re.findall(r"```bash\n(.*?)```", text, re.S):
+        for line in block.replace("\\\n", " ").splitlines():
+            if line.startswith("mnistlab "):
+                lines.append(re.sub(r"\s+#.*$", "", line).strip())
+    return lines
+
+
+def parse_only(argv: list[str]) -> None:
+    """Parse ``mnistlab ARGV`` down to its command (flags exist, values convert) without running anything."""
+    import typer
+
+    from mnistlab.cli.app import _register_commands, app
+
+    _register_commands()
+    command = typer.main.get_command(app)
+    ctx = command.make_context("mnistlab", list(argv))
+    while hasattr(command, "resolve_command"):  # a group: on to its subcommand
+        name, command, rest = command.resolve_command(ctx, [*ctx._protected_args, *ctx.args])
+        ctx = command.make_context(name, rest, parent=ctx)
+
+
+def test_every_readme_command_pastes_into_bash_and_parses():
+    """All sections, also those tests/test_readme_commands.py does not run (the committee's take minutes)."""
+    lines = readme_mnistlab_lines()
+    assert len(lines) >= 35
+    for line in lines:
+        assert not re.search(r"[<>|;&]", line), f"bash would not run this as one command: {line}"
+        argv = shlex.split(line.replace("$RUN", "runs/example").replace("$(", "("))[1:]
+        if argv in (["--help"], ["--version"]) or "--help" in argv:
+            continue  # eager options exit while parsing
+        parse_only(argv)
