@@ -158,7 +158,7 @@ def _grouped_epoch(group: Group, epoch: int, reporter: Reporter) -> None:
     first = group.members[0].trainer
     t0 = time.perf_counter()
     with reporter.epoch_bar(f"epoch {epoch}/{first.last_epoch}", first.steps_per_epoch) as on_step:
-        sums = train_group_epoch(group, first.steps_per_epoch, on_step)
+        sums = train_group_epoch(group, epoch, first.steps_per_epoch, on_step)
     seconds = time.perf_counter() - t0
     group.network.store_members([t.model for t in group.trainers])
     _optimizer_to_members(group)
@@ -183,8 +183,10 @@ def _grouped_epoch(group: Group, epoch: int, reporter: Reporter) -> None:
         _checkpoint(trainer, state, member.folder)
 
 
-def train_group_epoch(group: Group, steps: int, on_step: StepCallback | None = None) -> list[EpochSums]:
-    """One epoch of grouped steps; each member's own sums (loss, correct answers, images, step losses)."""
+def train_group_epoch(
+    group: Group, epoch: int, steps: int, on_step: StepCallback | None = None
+) -> list[EpochSums]:
+    """Epoch ``epoch`` in grouped steps; each member's own sums (loss, correct answers, images, step losses)."""
     trainers, network = group.trainers, group.network
     network.train()
     device = next(network.parameters()).device
@@ -193,7 +195,7 @@ def train_group_epoch(group: Group, steps: int, on_step: StepCallback | None = N
     correct = torch.zeros(count, device=device, dtype=torch.int64)
     step_losses: list[torch.Tensor] = []
     seen, lr_peak = 0, 0.0
-    for step, batches in enumerate(zip(*(t.batches() for t in trainers), strict=True)):
+    for step, batches in enumerate(zip(*(t.batches(epoch) for t in trainers), strict=True)):
         if step >= steps:
             break
         lr_peak = max(lr_peak, group.optimizer.param_groups[0]["lr"])  # the lr this step uses
