@@ -63,7 +63,19 @@ def check_weights(
     """The file's weights must be exactly the state dict of the model ``build(config)`` makes (a run's model,
     or a committee of them: :func:`mnistlab.runs.model_for`)."""
     described = f"{config.model.name} {_model_knobs(config)}"
+    check_member_count(path, config, weights)  # before building: 1000 members on "meta" take seconds
     check_state(path, expected_state(path, config, build), weights, described)
+
+
+def check_member_count(path: Path, config: TrainConfig, weights: Mapping[str, torch.Tensor]) -> None:
+    """The file must hold as many models as its config says: a committee's weights are ``members.K.*``
+    (K = 0..members-1), a single model's are not. Checked on the names alone, so the meta build that follows
+    costs time in proportion to the file's own tensors."""
+    held = len({name.split(".")[1] for name in weights if name.startswith("members.")}) or 1
+    if held != config.members:
+        wanted = f"a committee of {config.members} members" if config.members > 1 else "one model"
+        found = f"a committee of {held} members" if held > 1 else "1 model"
+        raise RunError(f"{path}: its config describes {wanted}; the file holds {found}")
 
 
 def check_state(
