@@ -232,3 +232,39 @@ def test_a_hostile_config_json_is_one_line_on_resume(tmp_path, capsys, text, wor
     assert code == 1 and len(lines) == 1, err
     assert lines[0].startswith(f"mnistlab: error: {folder / 'config.json'}: ") and re.search(words, lines[0])
     assert sorted(p.name for p in folder.iterdir()) == ["config.json"]  # nothing written, no error.txt
+
+
+@pytest.mark.parametrize("stage", ["no checkpoint yet", "a checkpoint"])
+def test_a_config_json_asking_for_more_memory_than_the_machine_has_is_one_line_on_resume(
+    tmp_path, corpus, capsys, interrupted_in_epoch, stage
+):
+    """hidden [10**7, 10**7] is in range (a model may be that wide) but has 10**14 weights (400 TB): resuming
+    such a config.json gave a DefaultCPUAllocator traceback. It must fail before anything is allocated,
+    naming config.json, and leave the folder as it was."""
+    import mnistlab
+    from run_folders import synthetic_config
+
+    folder = tmp_path / "run"
+    with interrupted_in_epoch(1 if stage == "no checkpoint yet" else 2):
+        mnistlab.train(synthetic_config(folder, corpus[1]))
+    raw = json.loads((folder / "config.json").read_text())
+    raw["model"]["hidden"] = [10**7, 10**7]
+    (folder / "config.json").write_text(json.dumps(raw))
+    before = sorted(p.name for p in folder.iterdir())
+    code, _, err = run_cli(["train", "--resume", str(folder)], capsys)
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert code == 1 and len(lines) == 1, err
+    assert lines[0].startswith(f"mnistlab: error: {folder / 'config.json'}: "), lines[0]
+    # by hand: 784*10**7 + 10**7 (layer 1) + 10**14 + 10**7 (layer 2) + 10**8 + 10 (output)
+    assert re.search(r"100,007,960,000,010 parameters .* more than this machine's", lines[0]), lines[0]
+    assert sorted(p.name for p in folder.iterdir()) == before
+
+
+def test_a_new_run_too_large_for_the_machine_is_one_line(tmp_path, corpus, capsys):
+    """The same bound for a model asked for on the command line: a ConfigError, not a traceback."""
+    args = ["train", "--model", "mlp", "--hidden", "10000000,10000000", "--out", str(tmp_path / "big")]
+    args += ["--data-dir", str(corpus[1]), "--no-download", "--val-size", "10", "-q", "--no-progress"]
+    code, _, err = run_cli(args, capsys)
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert code == 1 and len(lines) == 1, err
+    assert re.search(r"mnistlab: error: model mlp .* parameters .* more than this machine's", lines[0])

@@ -10,6 +10,7 @@ from mnistlab.models.lenet import LeNet5
 from mnistlab.models.mlp import MLP
 from mnistlab.models.registry import (
     build_model,
+    check_fits_in_memory,
     count_parameters,
     flops_per_image,
     model_from_config,
@@ -24,6 +25,7 @@ __all__ = [
     "LeNet5",
     "PytorchExampleNet",
     "build_model",
+    "check_fits_in_memory",
     "count_parameters",
     "flops_per_image",
     "model_from_config",
