@@ -45,7 +45,9 @@ def config_from_metadata(path: Path, metadata: Mapping[str, str]) -> TrainConfig
     """The model file's config, typed and validated; a RunError naming the file otherwise."""
     try:
         raw = json.loads(metadata["config"])
-        return TrainConfig.from_dict(raw).validate()
+        config = TrainConfig.from_dict(raw).validate()
+        get_dataset_spec(config.data.dataset)  # its images' shape sizes the preprocessing statistics
+        return config
     except KeyError:
         raise RunError(f"{path}: not an mnistlab model file (no config in its metadata)") from None
     except (json.JSONDecodeError, RecursionError) as exc:
