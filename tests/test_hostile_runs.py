@@ -268,3 +268,33 @@ def test_a_new_run_too_large_for_the_machine_is_one_line(tmp_path, corpus, capsy
     lines = [line for line in err.splitlines() if line.strip()]
     assert code == 1 and len(lines) == 1, err
     assert re.search(r"mnistlab: error: model mlp .* parameters .* more than this machine's", lines[0])
+
+
+def test_a_config_json_that_does_not_fit_the_checkpoint_fails_before_anything_is_built(
+    tmp_path, corpus, capsys, interrupted_in_epoch, monkeypatch
+):
+    """A resumed config.json asking for a wider model than its checkpoint holds (hidden 100,000: 78 M
+    weights, 314 MB, for a 50 KB checkpoint) is refused from the checkpoint's header, before the data is read
+    or the model allocated (a cnn of width 100 made it 1.9 GB for a 370 KB checkpoint)."""
+    import mnistlab
+    from mnistlab.training import fit
+    from run_folders import synthetic_config
+
+    folder = tmp_path / "run"
+    with interrupted_in_epoch(2):
+        mnistlab.train(synthetic_config(folder, corpus[1]))
+    raw = json.loads((folder / "config.json").read_text())
+    raw["model"]["hidden"] = [100_000]
+    (folder / "config.json").write_text(json.dumps(raw))
+
+    def no_data(*args, **kwargs):
+        raise AssertionError("the data was read before the checkpoint was checked")
+
+    monkeypatch.setattr(fit, "prepare_data", no_data)
+    code, _, err = run_cli(["train", "--resume", str(folder)], capsys)
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert code == 1 and len(lines) == 1, err
+    assert lines[0].startswith(
+        f"mnistlab: error: {folder / 'last.safetensors'}: model.net.1.weight has shape "
+        "(16, 784), but its config (mlp width 1, hidden [100000]) needs (100000, 784)"
+    ), lines[0]

@@ -40,6 +40,7 @@ from mnistlab.testhooks import crash_point
 from mnistlab.training import distributed
 from mnistlab.training.checkpoint import (
     TrainState,
+    check_checkpoint_fits,
     check_resumable,
     config_change,
     restore_checkpoint,
@@ -189,13 +190,14 @@ def _resume_changes(config: TrainConfig, place: Place, dist: SingleProcess) -> d
 
 
 def _check_model_fits(resume: Path, config: TrainConfig) -> None:
-    """The resumed config.json's model must fit in memory (checked on the meta device, before any data is
-    read or the folder touched); a RunError naming config.json otherwise."""
+    """The resumed config.json's model must fit in memory and its checkpoint (checked on the meta device,
+    before any data is read or the folder touched); a RunError naming the file otherwise."""
     m = config.model
     try:
         check_fits_in_memory(m.name, hidden=m.hidden, dropout=m.dropout, width=m.width)
     except ConfigError as exc:
         raise RunError(f"{resume / CONFIG_FILE}: {exc}") from None
+    check_checkpoint_fits(resume, config)
 
 
 def _build(config: TrainConfig, dist: SingleProcess) -> tuple[Splits, AnyTrainer]:
