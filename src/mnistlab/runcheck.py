@@ -4,8 +4,10 @@ A model file (``model.safetensors``) says in its metadata which model to build a
 damaged file could make a loader allocate terabytes, or run a model whose integer weights give confident
 nonsense. :func:`mnistlab.runs.read_model_file` therefore checks, before allocating any real tensor:
 
-1. the config: each field of its declared type (:meth:`TrainConfig.from_dict`), then in range (``validate``);
-2. the weights: the model the config describes is built on torch's ``meta`` device (shapes and dtypes, no
+1. the config: each field of its declared type (:meth:`TrainConfig.from_dict`), then in range (``validate``),
+   and a dataset mnistlab knows;
+2. the weights: a committee's member count against the file's names (:func:`check_member_count`), then
+   the model the config describes is built on torch's ``meta`` device (shapes and dtypes, no
    memory), and its state dict must match the file's ``model.*`` tensors name for name, shape for shape and
    dtype for dtype. A config asking for another width fails on the first shape, in milliseconds. Only then
    is the real model built, the size of the tensors already read: memory stays a small multiple of the
