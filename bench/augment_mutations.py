@@ -132,6 +132,13 @@ MUTATIONS = [
         "test_a_shift_moves_a_non_square",
     ),
     (
+        "clean_epochs ignored: every epoch distorted",
+        "src/mnistlab/training/trainer.py",
+        "clean = epoch > self.config.epochs - self.config.augment.clean_epochs",
+        "clean = False",
+        "test_the_last_clean_epochs",
+    ),
+    (
         "magnitude validation dropped",
         "src/mnistlab/config.py",
         "            *self.augment.problems(),\n",

@@ -285,6 +285,29 @@ def test_only_training_batches_are_distorted(tiny_config, monkeypatch):
     assert len(seen) == run.history[0]["steps"]  # and the scoring above distorted nothing
 
 
+def test_the_last_clean_epochs_are_not_distorted(tiny_config, monkeypatch):
+    calls: list[int] = []
+    real = Distorter.__call__
+    monkeypatch.setattr(Distorter, "__call__", lambda self, x: calls.append(x.shape[0]) or real(self, x))
+    tiny_config.epochs, tiny_config.augment.kind, tiny_config.augment.clean_epochs = 3, "affine", 2
+    mnistlab.train(tiny_config)
+    assert sum(calls) == tiny_config.data.train_subset  # the first of 3 epochs only
+
+
+def test_cli_flags_set_the_augment_section(monkeypatch):
+    from mnistlab.cli import main, train_cmd
+
+    configs: list[TrainConfig] = []
+    monkeypatch.setattr(train_cmd, "train", lambda config=None, resume=None, **_: configs.append(config))
+    args = ["train", "--augment", "both", "--rotate", "5", "--elastic-sigma", "4", "--clean-epochs", "1"]
+    with pytest.raises(SystemExit) as exit_:
+        main(args)
+    assert exit_.value.code == 0
+    (config,) = configs
+    assert (config.augment.kind, config.augment.rotate, config.augment.elastic_sigma) == ("both", 5.0, 4.0)
+    assert config.augment.clean_epochs == 1 and config.augment.scale == AugmentConfig().scale
+
+
 def test_default_is_none_and_config_round_trips():
     config = TrainConfig()
     assert config.augment.kind == "none"

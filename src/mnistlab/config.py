@@ -155,6 +155,9 @@ class AugmentConfig:
         34.0, "Distortions: scale alpha of the smoothed elastic displacement field, pixels."
     )
     elastic_sigma: float = opt(6.0, "Distortions: std sigma of the Gaussian smoothing the field, pixels.")
+    # The last N epochs train on undistorted images: resampling blurs every distorted digit a little and the
+    # test digits are sharp, so the final low-lr steps (and BatchNorm's running statistics) see sharp ones.
+    clean_epochs: int = opt(0, "Distortions: train the last N epochs on undistorted images.")
 
     def problems(self) -> list[tuple[bool, str]]:
         """The magnitudes' ranges (the kind's choices are checked with every other Literal field)."""
@@ -165,6 +168,7 @@ class AugmentConfig:
             (0 <= self.translate <= 28, f"translate must be in [0, 28] pixels, got {self.translate}"),
             (self.elastic_alpha >= 0, f"elastic alpha must be >= 0 pixels, got {self.elastic_alpha}"),
             (self.elastic_sigma > 0, f"elastic sigma must be > 0 pixels, got {self.elastic_sigma}"),
+            (self.clean_epochs >= 0, f"clean epochs must be >= 0, got {self.clean_epochs}"),
         ]
 
 

@@ -156,7 +156,7 @@ def _grouped_epoch(group: Group, epoch: int, reporter: Reporter) -> None:
     first = group.members[0].trainer
     t0 = time.perf_counter()
     with reporter.epoch_bar(f"epoch {epoch}/{first.last_epoch}", first.steps_per_epoch) as on_step:
-        sums = train_group_epoch(group, first.steps_per_epoch, on_step)
+        sums = train_group_epoch(group, epoch, first.steps_per_epoch, on_step)
     seconds = time.perf_counter() - t0
     group.network.store_members([t.model for t in group.trainers])
     _optimizer_to_members(group)
@@ -180,9 +180,9 @@ def _grouped_epoch(group: Group, epoch: int, reporter: Reporter) -> None:
 
 
 def train_group_epoch(
-    group: Group, steps: int, on_step: Callable[[int], None] | None = None
+    group: Group, epoch: int, steps: int, on_step: Callable[[int], None] | None = None
 ) -> list[EpochSums]:
-    """One epoch of grouped steps; each member's own sums (loss, correct answers, images, step losses)."""
+    """Epoch ``epoch`` in grouped steps; each member's own sums (loss, correct answers, images, step losses)."""
     trainers, network = group.trainers, group.network
     network.train()
     device = next(network.parameters()).device
@@ -191,7 +191,7 @@ def train_group_epoch(
     correct = torch.zeros(count, device=device, dtype=torch.int64)
     step_losses: list[torch.Tensor] = []
     seen = 0
-    for step, batches in enumerate(zip(*(t.batches() for t in trainers), strict=True)):
+    for step, batches in enumerate(zip(*(t.batches(epoch) for t in trainers), strict=True)):
         if step >= steps:
             break
         x = torch.cat([xb for xb, _ in batches], dim=1)  # (B, N, 28, 28): member n's images in channel n

@@ -128,13 +128,14 @@ class Trainer:
         limit = self.config.dry_run_batches if self.config.dry_run else self.config.max_steps
         return min(full, limit) if limit else full
 
-    def batches(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        """This epoch's mini-batches (x (B, 1, 28, 28), y (B,)) on the device, in the seeded data order."""
+    def batches(self, epoch: int = 1) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """Epoch ``epoch``'s mini-batches (x (B, 1, 28, 28), y (B,)) on the device, in the seeded data order."""
         per_step = self.dist.local_batch_size(self.config.batch_size)  # images per step on this process
         order = self.generators["order"]
         batches = self.train.batches(per_step, shuffle=True, generator=order, shard=self.dist.shard)
-        # training batches only: validation and test are never distorted
-        return self.distorter.wrap(batches) if self.distorter is not None else batches
+        # training batches only (validation and test are never distorted), and not in the last clean epochs
+        clean = epoch > self.config.epochs - self.config.augment.clean_epochs
+        return self.distorter.wrap(batches) if self.distorter is not None and not clean else batches
 
     def generator_states(self) -> dict[str, torch.Tensor]:
         """``{"rng.<name>": state}`` of every generator, as the checkpoint stores them (CPU uint8 tensors)."""
@@ -147,7 +148,7 @@ class Trainer:
         with reporter.epoch_bar(f"epoch {number}/{self.last_epoch}", self.steps_per_epoch) as on_step:
             sums = train_one_epoch(
                 self.step_model,
-                self.batches(),
+                self.batches(number),
                 self.optimizer,
                 self.scheduler,
                 label_smoothing=self.config.optim.label_smoothing,
