@@ -189,9 +189,8 @@ def update_config(raw: dict, changes: dict) -> None:
         ({"model": {"width": 1e6}}, r"width must be in"),
         ({"model": {"width": 100.0}}, "has shape"),
         ({"members": 1000}, "describes a committee of 1000 members; the file holds 1 model"),
-        ({"members": 1000, "model": {"width": 100.0}}, "committee of 1000 members"),
     ],
-    ids=["width 1e6", "width 100", "1000 members", "1000 members of width 100"],
+    ids=["width 1e6", "width 100", "1000 members"],
 )
 def test_a_huge_width_fails_fast_in_little_memory(corpus, changes, words):
     """Issue 12's bound: under a second and under 200 MB. Measured in a fresh process: the peak RSS the load
