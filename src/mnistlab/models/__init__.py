@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from mnistlab.models.registry import (
     build_model,
+    check_fits_in_memory,
     count_parameters,
     flops_per_image,
     model_from_config,
@@ -49,6 +50,7 @@ __all__ = [
     "LeNet5",
     "PytorchExampleNet",
     "build_model",
+    "check_fits_in_memory",
     "count_parameters",
     "flops_per_image",
     "model_from_config",

@@ -8,6 +8,7 @@ The constructors are in :mod:`mnistlab.models.factories`.
 from __future__ import annotations
 
 import importlib
+import os
 from collections.abc import Sequence
 from types import MappingProxyType
 from typing import TYPE_CHECKING
@@ -43,7 +44,41 @@ def build_model(
         module, _, function = MODELS[name].partition(":")
     except KeyError:
         raise ConfigError(f"unknown model {name!r}; choose one of: {', '.join(MODELS)}") from None
+    import torch
+
+    if torch.get_default_device().type != "meta":  # on meta: shapes only, nothing to allocate
+        check_fits_in_memory(name, hidden=hidden, dropout=dropout, width=width)
     return getattr(importlib.import_module(module), function)(hidden, dropout, width)
+
+
+def check_fits_in_memory(
+    name: str, *, hidden: Sequence[int] | None = None, dropout: float | None = None, width: float = 1.0
+) -> None:
+    """A model whose float32 weights alone exceed the machine's memory is a ConfigError, found on the meta
+    device (shapes, no memory) before anything is allocated. A config's ranges let a model be very wide
+    (``hidden`` up to 10**7 units a layer), and a config.json may be edited: without this, such a model died
+    in torch's allocator with a traceback, or was killed by the kernel as it filled its pages."""
+    import torch
+
+    memory = _physical_memory()
+    if memory is None:
+        return
+    with torch.device("meta"):
+        weights = count_parameters(build_model(name, hidden=hidden, dropout=dropout, width=width))
+    if weights * 4 > memory:  # bytes of float32 weights, before gradients and optimiser state
+        knobs = f"width {width:g}" + (f", hidden {list(hidden)}" if hidden else "")
+        raise ConfigError(
+            f"model {name} ({knobs}) has {weights:,} parameters ({weights * 4 / 2**30:,.1f} GiB of float32 "
+            f"weights), more than this machine's {memory / 2**30:.1f} GiB of memory"
+        )
+
+
+def _physical_memory() -> int | None:
+    """Bytes of RAM (None where the platform does not say)."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, ValueError, OSError):
+        return None
 
 
 def model_from_config(config: ModelConfig) -> nn.Module:

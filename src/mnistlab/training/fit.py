@@ -19,10 +19,11 @@ from pathlib import Path
 import torch
 
 from mnistlab.config import TrainConfig
-from mnistlab.errors import ConfigError, TrainingDiverged
-from mnistlab.models import count_parameters, model_from_config
+from mnistlab.errors import ConfigError, RunError, TrainingDiverged
+from mnistlab.models import check_fits_in_memory, count_parameters, model_from_config
 from mnistlab.runs import (
     CHECKPOINT_FILE,
+    CONFIG_FILE,
     MODEL_FILE,
     Run,
     append_metrics,
@@ -42,6 +43,7 @@ from mnistlab.testhooks import crash_point
 from mnistlab.training import distributed
 from mnistlab.training.checkpoint import (
     TrainState,
+    check_checkpoint_fits,
     check_resumable,
     config_change,
     restore_checkpoint,
@@ -195,8 +197,20 @@ def _resume_changes(config: TrainConfig, place: Place, dist: SingleProcess) -> d
         place.held.enter_context(hold_run_folder(resume))
     stored = read_config(resume)
     changes = resume_changes(stored, config, resume)
+    _check_model_fits(resume, config)
     config.out = stored.out
     return changes
+
+
+def _check_model_fits(resume: Path, config: TrainConfig) -> None:
+    """The resumed config.json's model must fit in memory and its checkpoint (checked on the meta device,
+    before any data is read or the folder touched); a RunError naming the file otherwise."""
+    m = config.model
+    try:
+        check_fits_in_memory(m.name, hidden=m.hidden, dropout=m.dropout, width=m.width)
+    except ConfigError as exc:
+        raise RunError(f"{resume / CONFIG_FILE}: {exc}") from None
+    check_checkpoint_fits(resume, config)
 
 
 def _build(config: TrainConfig, dist: SingleProcess) -> tuple[Splits, AnyTrainer]:
