@@ -206,6 +206,15 @@ HOSTILE = [
 ]
 HOSTILE.append(
     Hostile(
+        "unknown dataset",
+        "mlp",
+        lambda f: edit_model_file(f, lambda raw: raw["data"].update(dataset="../etc")),
+        MODEL_FILE,
+        "unknown dataset '../etc'",
+    )
+)
+HOSTILE.append(
+    Hostile(
         "metrics.jsonl records that are not objects",
         "mlp",
         lambda f: (f / "metrics.jsonl").write_text('{"epoch": 1}\n[1, 2]\n{"epoch": 2}\n'),

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import stat
+
 import numpy as np
-import onnxruntime as ort
 import pytest
 import torch
 
@@ -11,10 +13,19 @@ from mnistlab.app import export as export_mod
 from mnistlab.app.export import MAX_LOGIT_DIFF, ExportError, export_run
 from mnistlab.data import load_dataset
 
+ort = pytest.importorskip(
+    "onnxruntime", reason="ONNX export needs the onnx extra: pip install 'mnistlab[onnx]'"
+)
+
 
 def test_onnx_parity_and_dynamic_batch(app_run, tmp_path):
     out = tmp_path / "model.onnx"
-    report = export_run(app_run, "onnx", out)
+    old_umask = os.umask(0o022)
+    try:
+        report = export_run(app_run, "onnx", out)
+    finally:
+        os.umask(old_umask)
+    assert stat.S_IMODE(out.stat().st_mode) == 0o644  # like every file of the run folder
     assert report.images == 1000 and report.argmax_agree == 1000
     assert report.max_abs_logit_diff <= MAX_LOGIT_DIFF
     # Independent check of the file itself, at batch sizes other than the export example's 2.
@@ -22,7 +33,7 @@ def test_onnx_parity_and_dynamic_batch(app_run, tmp_path):
     assert [i.name for i in session.get_inputs()] == ["pixels"]
     images = load_dataset("mnist", progress=False).test_images[1000:1037]  # 37: an odd batch
     got = session.run(["logits"], {"pixels": images.astype(np.float32)})[0]
-    expected = app_run.predict_logits(images).numpy()
+    expected = app_run.predict_logits(images)  # NumPy in, NumPy out
     assert got.shape == (37, 10)
     assert np.abs(got - expected).max() <= MAX_LOGIT_DIFF and (got.argmax(1) == expected.argmax(1)).all()
     one = session.run(["logits"], {"pixels": images[:1].astype(np.float32)})[0]
@@ -40,7 +51,9 @@ def test_torchscript_parity(app_run, tmp_path):
     images = load_dataset("mnist", progress=False).test_images[:5]
     with torch.no_grad():
         assert torch.allclose(
-            loaded(torch.from_numpy(images).float()), app_run.predict_logits(images), atol=1e-5
+            loaded(torch.from_numpy(images).float()),
+            app_run.predict_logits(torch.from_numpy(images)),
+            atol=1e-5,
         )
 
 

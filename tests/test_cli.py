@@ -151,3 +151,39 @@ def test_data_info_and_verify():
     assert result.stdout.count("ok ") == 4
     info = mnistlab("data", "info")
     assert info.returncode == 0 and "(60000, 28, 28)" in info.stdout
+
+
+@pytest.mark.parametrize(
+    ("kind", "needles"),
+    [
+        ("lab", ["not a run folder", "mnistlab lab loss", "report.html"]),
+        ("seeds", ["not a run folder", "--seeds", "seed-0"]),
+        ("empty", ["not a run folder (no config.json)"]),
+        ("members", ["not a run folder", "a committee's members", "use the committee", "members/0"]),
+    ],
+)
+def test_evaluate_says_what_a_folder_is_when_it_is_not_a_run(tmp_path, capsys, kind, needles):
+    from mnistlab.cli import main
+
+    folder = tmp_path / kind
+    folder.mkdir()
+    if kind == "lab":  # what `mnistlab lab loss` writes
+        (folder / "config.json").write_text(json.dumps({"experiment": "loss", "quick": False}))
+        (folder / "report.html").write_text("<html></html>")
+    elif kind == "seeds":  # what `mnistlab train --seeds 2` writes
+        (folder / "summary.json").write_text("{}")
+        for k in (0, 1):
+            (folder / f"seed-{k}").mkdir()
+            (folder / f"seed-{k}" / "config.json").write_text("{}")
+    elif kind == "members":  # RUN/members of `mnistlab train --members 2`
+        (tmp_path / "config.json").write_text("{}")
+        for k in (0, 1):
+            (folder / str(k)).mkdir()
+            (folder / str(k) / "config.json").write_text("{}")
+    with pytest.raises(SystemExit) as exit_info:
+        main(["evaluate", str(folder)])
+    assert exit_info.value.code == 1
+    errors = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert len(errors) == 1
+    for needle in needles:
+        assert needle in errors[0], errors[0]

@@ -154,7 +154,8 @@ def test_summary_matches_the_members_own_predictions(committee):
     members = [mnistlab.load_run(run.path / "members" / str(k)) for k in range(MEMBERS)]
     raw = raw_splits(members[0].config)
     member_probs = {
-        name: torch.stack([m.predict(images) for m in members]) for name, (images, _) in raw.items()
+        name: torch.stack([m.predict(torch.from_numpy(images)) for m in members])
+        for name, (images, _) in raw.items()
     }
     for name, (_, labels) in raw.items():
         averaged = member_probs[name].mean(0)  # the rule, written out: mean of the softmax outputs
@@ -182,13 +183,16 @@ def test_a_committee_loads_as_a_run_everywhere(committee, tmp_path):
     loaded = mnistlab.load_run(run.path)
     assert isinstance(loaded.model, Committee) and len(loaded.model.members) == MEMBERS
     assert loaded.evaluate()["accuracy"] == run.summary["test_accuracy"]
-    images = load_dataset("mnist", progress=False).test_images[:50]
+    images = torch.from_numpy(load_dataset("mnist", progress=False).test_images[:50])
     members = [mnistlab.load_run(run.path / "members" / str(k)) for k in range(MEMBERS)]
     expected = torch.stack([m.predict(images) for m in members]).mean(0)
     torch.testing.assert_close(loaded.predict(images), expected, atol=1e-6, rtol=1e-5)
     combined, votes = loaded.predict_with_members(images)
     torch.testing.assert_close(combined, expected, atol=1e-6, rtol=1e-5)
     torch.testing.assert_close(votes, torch.stack([m.predict(images) for m in members]), atol=1e-6, rtol=1e-5)
+    as_numpy = loaded.predict_with_members(images.numpy())  # NumPy in, NumPy out, the same figures
+    assert all(isinstance(a, np.ndarray) for a in as_numpy)
+    np.testing.assert_allclose(as_numpy[1], votes.numpy(), atol=1e-6)
 
 
 def test_serving_a_committee_shows_each_members_vote(committee):
@@ -199,7 +203,7 @@ def test_serving_a_committee_shows_each_members_vote(committee):
         info = client.get("/api/model").json()
         body = client.post("/api/predict", json={"pixels": digit.tolist(), "normalize": False}).json()
     assert (info["members"], info["combine"]) == (MEMBERS, "mean")
-    _, votes = loaded.predict_with_members(digit[None])
+    _, votes = loaded.predict_with_members(torch.from_numpy(digit[None]))
     assert [m["label"] for m in body["members"]] == votes[:, 0].argmax(1).tolist()
     assert [m["probability"] for m in body["members"]] == pytest.approx(votes[:, 0].max(1).values.tolist())
     assert body["label"] == int(np.argmax(body["probabilities"]))
@@ -224,7 +228,7 @@ def test_exporting_a_committee_averages_the_members_in_one_graph(committee, tmp_
     pixels = load_dataset("mnist", progress=False).test_images[:20].astype(np.float32)
     logits = session.run(["logits"], {"pixels": pixels})[0]
     members = [mnistlab.load_run(run.path / "members" / str(k)) for k in range(MEMBERS)]
-    expected = torch.stack([m.predict(pixels) for m in members]).mean(0)
+    expected = torch.stack([m.predict(torch.from_numpy(pixels)) for m in members]).mean(0)
     np.testing.assert_allclose(
         torch.softmax(torch.from_numpy(logits), 1).numpy(), expected.numpy(), atol=1e-5
     )
@@ -236,6 +240,8 @@ def test_the_report_of_a_committee_lists_its_members(committee, tmp_path):
     run, _ = committee
     html = run_report(run.path, out=tmp_path / "report").read_text()
     assert "The committee and its members" in html and "member 2 (seed 2)" in html
+    assert "Member 0 of the committee." in html  # its learning curves: the first member's steps
+    assert (tmp_path / "report" / "learning_curves.png").is_file()
     saved = json.loads((tmp_path / "report" / "report.json").read_text())
     assert saved["test_accuracy"] == run.summary["test_accuracy"]
 

@@ -155,6 +155,7 @@ def test_ranks_hold_bit_identical_models_and_only_rank0_writes(two_epoch_run):
         "config.json",
         "metrics.jsonl",
         "model.safetensors",
+        "steps.jsonl",
         "summary.json",
     ]
     saved = load_file(str(folder / "model.safetensors"))

@@ -4,7 +4,10 @@ complete run folder, and an interrupted group resuming to the same members."""
 
 from __future__ import annotations
 
+import io
+import itertools
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -19,10 +22,12 @@ from mnistlab.errors import ConfigError
 from mnistlab.models import build_model
 from mnistlab.models.grouped import GroupedNetwork, split_tensor
 from mnistlab.recipes import recipe
+from mnistlab.runs import read_steps
 from mnistlab.training import grouped as grouped_module
 from mnistlab.training.fit import fit
 from mnistlab.training.grouped import fit_group
 from mnistlab.training.optim import build_optimizer
+from mnistlab.training.progress import Reporter
 
 MODELS = {  # small widths: the grouping is the same at any width
     "mlp": dict(hidden=(32, 16), dropout=0.0),
@@ -119,7 +124,12 @@ def member_configs(folder: Path, count: int = 3) -> list[TrainConfig]:
 
 def test_fit_group_trains_the_members_that_fit_trains_one_after_another(tmp_path):
     alone = [fit(c) for c in member_configs(tmp_path / "alone")]
-    together = fit_group(member_configs(tmp_path / "together"), [None] * 3, torch.device("cpu"))
+    console, ticks = io.StringIO(), itertools.count(step=5.0)  # a clock 5 s further at every look
+    reporter = Reporter(interactive=False, stream=console, clock=lambda: next(ticks))
+    together = fit_group(member_configs(tmp_path / "together"), [None] * 3, torch.device("cpu"), reporter)
+    printed = console.getvalue()
+    assert "* = best epoch so far" in printed  # the legend, as fit prints it
+    assert re.search(r"epoch 1/2  step \d+/\d+  running loss \d\.\d{4}  [\d,]+ images/s  ETA", printed)
     timing = {"seconds", "members_at_once"}
     for a, b in zip(alone, together, strict=True):
         for name, tensor in a.model.state_dict().items():
@@ -131,6 +141,10 @@ def test_fit_group_trains_the_members_that_fit_trains_one_after_another(tmp_path
                 {k: v for k, v in ha.items() if k not in timing}, rel=1e-5
             )
         assert b.summary["test_accuracy"] == pytest.approx(a.summary["test_accuracy"], abs=2e-4)
+        steps_a, steps_b = read_steps(a.path), read_steps(b.path)  # the report's per-step curves
+        assert [s["epoch"] for s in steps_b] == [1, 2]
+        for sa, sb in zip(steps_a, steps_b, strict=True):
+            assert sb["loss"] == pytest.approx(sa["loss"], rel=1e-4)
 
 
 def test_a_grouped_committee_interrupted_resumes_to_the_same_members(tmp_path, monkeypatch):

@@ -174,14 +174,33 @@ print(json.dumps({"seconds": seconds, "extra_mb": (after - before) / 1024, "peak
 """
 
 
-@pytest.mark.parametrize(("width", "words"), [(1e6, r"width must be in"), (100.0, "has shape")])
-def test_a_huge_width_fails_fast_in_little_memory(corpus, width, words):
+def update_config(raw: dict, changes: dict) -> None:
+    """Set ``changes`` in a config's JSON dict, a section's fields within that section."""
+    for key, value in changes.items():
+        if isinstance(value, dict):
+            raw[key].update(value)
+        else:
+            raw[key] = value
+
+
+@pytest.mark.parametrize(
+    ("changes", "words"),
+    [
+        ({"model": {"width": 1e6}}, r"width must be in"),
+        ({"model": {"width": 100.0}}, "has shape"),
+        ({"members": 1000}, "describes a committee of 1000 members; the file holds 1 model"),
+    ],
+    ids=["width 1e6", "width 100", "1000 members"],
+)
+def test_a_huge_width_fails_fast_in_little_memory(corpus, changes, words):
     """Issue 12's bound: under a second and under 200 MB. Measured in a fresh process: the peak RSS the load
     adds on top of the imports (torch alone is ~220 MB), and its time. Width 100 is the largest the range
-    allows: its model (6,400-channel convolutions, 230 M parameters) is built on the meta device only."""
+    allows: its model (6,400-channel convolutions, 230 M parameters) is built on the meta device only. 1000
+    members (the most allowed) of a one-model file are refused before any member is built (building 1000 on
+    the meta device took 6 s)."""
     root, data, _ = corpus
-    folder = finished_run(root / f"width-{width:g}", data, "cnn")
-    edit_model_file(folder, lambda raw: raw["model"].update(width=width))
+    folder = finished_run(root / f"huge-{len(list(root.iterdir()))}", data, "cnn")
+    edit_model_file(folder, lambda raw: update_config(raw, changes))
     out = subprocess.run(
         [sys.executable, "-c", textwrap.dedent(MEASURE), str(folder)],
         capture_output=True,
@@ -189,9 +208,9 @@ def test_a_huge_width_fails_fast_in_little_memory(corpus, width, words):
         check=True,
     )
     result = json.loads(out.stdout)
-    assert result["error"] is not None and re.search(words, result["error"])
     assert result["seconds"] < 1.0, result
     assert result["extra_mb"] < 200, result
+    assert result["error"] is not None and re.search(words, result["error"])
 
 
 @pytest.mark.parametrize(
@@ -212,3 +231,69 @@ def test_a_hostile_config_json_is_one_line_on_resume(tmp_path, capsys, text, wor
     assert code == 1 and len(lines) == 1, err
     assert lines[0].startswith(f"mnistlab: error: {folder / 'config.json'}: ") and re.search(words, lines[0])
     assert sorted(p.name for p in folder.iterdir()) == ["config.json"]  # nothing written, no error.txt
+
+
+@pytest.mark.parametrize("stage", ["no checkpoint yet", "a checkpoint"])
+def test_a_config_json_asking_for_more_memory_than_the_machine_has_is_one_line_on_resume(
+    tmp_path, corpus, capsys, interrupted_in_epoch, stage
+):
+    """hidden [10**7, 10**7] is in range (a model may be that wide) but has 10**14 weights (400 TB): resuming
+    such a config.json gave a DefaultCPUAllocator traceback. It must fail before anything is allocated,
+    naming config.json, and leave the folder as it was."""
+    import mnistlab
+    from run_folders import synthetic_config
+
+    folder = tmp_path / "run"
+    with interrupted_in_epoch(1 if stage == "no checkpoint yet" else 2):
+        mnistlab.train(synthetic_config(folder, corpus[1]))
+    raw = json.loads((folder / "config.json").read_text())
+    raw["model"]["hidden"] = [10**7, 10**7]
+    (folder / "config.json").write_text(json.dumps(raw))
+    before = sorted(p.name for p in folder.iterdir())
+    code, _, err = run_cli(["train", "--resume", str(folder)], capsys)
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert code == 1 and len(lines) == 1, err
+    assert lines[0].startswith(f"mnistlab: error: {folder / 'config.json'}: "), lines[0]
+    # by hand: 784*10**7 + 10**7 (layer 1) + 10**14 + 10**7 (layer 2) + 10**8 + 10 (output)
+    assert re.search(r"100,007,960,000,010 parameters .* more than this machine's", lines[0]), lines[0]
+    assert sorted(p.name for p in folder.iterdir()) == before
+
+
+def test_a_new_run_too_large_for_the_machine_is_one_line(tmp_path, corpus, capsys):
+    """The same bound for a model asked for on the command line: a ConfigError, not a traceback."""
+    args = ["train", "--model", "mlp", "--hidden", "10000000,10000000", "--out", str(tmp_path / "big")]
+    args += ["--data-dir", str(corpus[1]), "--no-download", "--val-size", "10", "-q", "--no-progress"]
+    code, _, err = run_cli(args, capsys)
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert code == 1 and len(lines) == 1, err
+    assert re.search(r"mnistlab: error: model mlp .* parameters .* more than this machine's", lines[0])
+
+
+def test_a_config_json_that_does_not_fit_the_checkpoint_fails_before_anything_is_built(
+    tmp_path, corpus, capsys, interrupted_in_epoch, monkeypatch
+):
+    """A resumed config.json asking for a wider model than its checkpoint holds (hidden 100,000: 78 M
+    weights, 314 MB, for a 50 KB checkpoint) is refused from the checkpoint's header, before the data is read
+    or the model allocated (a cnn of width 100 made it 1.9 GB for a 370 KB checkpoint)."""
+    import mnistlab
+    from mnistlab.training import fit
+    from run_folders import synthetic_config
+
+    folder = tmp_path / "run"
+    with interrupted_in_epoch(2):
+        mnistlab.train(synthetic_config(folder, corpus[1]))
+    raw = json.loads((folder / "config.json").read_text())
+    raw["model"]["hidden"] = [100_000]
+    (folder / "config.json").write_text(json.dumps(raw))
+
+    def no_data(*args, **kwargs):
+        raise AssertionError("the data was read before the checkpoint was checked")
+
+    monkeypatch.setattr(fit, "prepare_data", no_data)
+    code, _, err = run_cli(["train", "--resume", str(folder)], capsys)
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert code == 1 and len(lines) == 1, err
+    assert lines[0].startswith(
+        f"mnistlab: error: {folder / 'last.safetensors'}: model.net.1.weight has shape "
+        "(16, 784), but its config (mlp width 1, hidden [100000]) needs (100000, 784)"
+    ), lines[0]

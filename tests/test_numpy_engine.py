@@ -91,7 +91,7 @@ def test_engine_numpy_alone_trains_its_own_recipe_into_a_normal_run_folder(cli_r
     assert cli_run.config == expected  # the engine's recipe (100-100, SGD), not the torch mlp's (Adam)
     assert json.loads((cli_run.path / "config.json").read_text())["engine"] == "numpy"
     # no last.safetensors: a numpy-engine run is not resumable
-    files = {"config.json", "metrics.jsonl", "model.safetensors", "summary.json"}
+    files = {"config.json", "metrics.jsonl", "model.safetensors", "steps.jsonl", "summary.json"}
     assert {p.name for p in cli_run.path.iterdir()} == files
     summary = cli_run.summary
     assert summary["engine"] == "numpy" and summary["epochs_run"] == 3 and len(cli_run.history) == 3
@@ -112,7 +112,7 @@ def test_the_folder_holds_the_engines_own_trajectory_and_weights(cli_run, test_i
     images, labels = test_images
     x_test, _ = as_arrays(engine.splits.test)
     mine = engine.net.predict_logits(x_test)  # (10000, 10), NumPy float32
-    theirs = cli_run.predict_logits(images).numpy()  # the folder's torch model, the run's preprocessing
+    theirs = cli_run.predict_logits(images)  # the folder's torch model, the run's preprocessing (NumPy out)
     assert np.abs(mine - theirs).max() < 1e-4
     assert (mine.argmax(1) == theirs.argmax(1)).mean() >= 0.9999  # a tie may round either way
     assert (theirs.argmax(1) == labels).mean() == cli_run.summary["test_accuracy"]  # scored once, on this
@@ -126,7 +126,7 @@ def test_evaluate_predict_report_and_serve_read_it(cli_run, test_images, capsys,
     Image.fromarray(images[0]).save(tmp_path / "digit.png")
     code, out, err = run_cli(capsys, "predict", str(cli_run.path), str(tmp_path / "digit.png"), "--json")
     assert code == 0, err
-    assert json.loads(out)["label"] == int(cli_run.predict(images[:1]).argmax(1))
+    assert json.loads(out)["label"] == int(cli_run.predict(images[:1]).argmax(1)[0])
 
     code, out, err = run_cli(capsys, "report", str(cli_run.path), "--out", str(tmp_path / "report"))
     assert code == 0, err
@@ -139,7 +139,7 @@ def test_evaluate_predict_report_and_serve_read_it(cli_run, test_images, capsys,
         Image.fromarray(255 - images[1]).save(buf, format="PNG")  # dark ink on white, as a user draws
         body = client.post("/api/predict", files={"file": ("d.png", buf.getvalue(), "image/png")}).json()
         seen = np.array(body["input_28x28"], dtype=np.uint8)[None]
-        assert body["label"] == int(cli_run.predict(seen).argmax(1))
+        assert body["label"] == int(cli_run.predict(seen).argmax(1)[0])
 
 
 # ---- fit()'s controls, on the engine -----------------------------------------------------------------------

@@ -103,3 +103,44 @@ def test_train_with_report_and_tensorboard_uses_one_default_folder(tmp_path, mon
     assert (folder / "summary.json").is_file() and (folder / "report" / "report.html").is_file()
     assert any((folder / "tensorboard").iterdir())
     assert json.loads((folder / "config.json").read_text())["out"] == str(Path("runs") / folder.name)
+
+
+def test_step_positions_place_each_step_at_its_fraction_of_an_epoch():
+    from mnistlab.evaluation.plots import step_positions
+
+    # epoch 1: 4 steps; epoch 2 (say, resumed with another batch size): 2 steps
+    x, y = step_positions([{"epoch": 1, "loss": [2.0, 1.0, 0.5, 0.4]}, {"epoch": 2, "loss": [0.3, 0.2]}])
+    assert x == [0.25, 0.5, 0.75, 1.0, 1.5, 2.0]
+    assert y == [2.0, 1.0, 0.5, 0.4, 0.3, 0.2]
+
+
+def test_moving_average_is_a_trailing_mean():
+    from mnistlab.evaluation.plots import moving_average
+
+    assert moving_average([1.0, 3.0, 5.0, 7.0], 2) == [1.0, 2.0, 4.0, 6.0]
+
+
+def test_a_one_epoch_run_has_a_learning_curve_from_its_steps():
+    """One epoch gave one point per series and x ticks 0.96...1.04; now every step is on the curve."""
+    from mnistlab.evaluation.plots import learning_curves
+
+    history = [{"epoch": 1, "train_loss": 0.3, "train_accuracy": 0.9, "val_loss": 0.1, "val_accuracy": 0.97}]
+    steps = [{"epoch": 1, "loss": [2.3 * 0.97**k for k in range(430)]}]
+    fig = learning_curves(history, steps)
+    loss_axes = fig.axes[0]
+    each_step = loss_axes.lines[0]
+    assert len(each_step.get_xdata()) == 430 and each_step.get_xdata()[-1] == 1.0
+    assert loss_axes.get_xlim()[0] == 0 and 1.0 <= loss_axes.get_xlim()[1] < 1.1
+    ticks = [t for t in loss_axes.get_xticks() if 0 <= t <= 1.02]
+    assert len(ticks) >= 3  # e.g. 0, 0.2, ..., 1.0: not 0.96 ... 1.04
+
+
+def test_report_draws_the_steps_of_the_run(tiny_config, tmp_path, monkeypatch):
+    from mnistlab.evaluation import plots, report
+
+    seen = {}
+    real = plots.learning_curves
+    monkeypatch.setattr(plots, "learning_curves", lambda h, s=(): seen.setdefault("steps", s) and real(h, s))
+    run = train(tiny_config)
+    report.run_report(run.path, out=tmp_path / "report")
+    assert [len(s["loss"]) for s in seen["steps"]] == [8]  # 2,000 images in batches of 256

@@ -37,7 +37,11 @@ def same_weights(a, b) -> bool:
 def test_a_run_stopped_before_its_first_checkpoint_resumes_from_epoch_1(data, tmp_path, interrupted_in_epoch):
     reference = mnistlab.train(synthetic_config(tmp_path / "reference", data))
     folder = stopped_before_first_checkpoint(synthetic_config(tmp_path / "run", data), interrupted_in_epoch)
-    assert sorted(p.name for p in (tmp_path / "run").iterdir()) == ["config.json", "metrics.jsonl"]
+    assert sorted(p.name for p in (tmp_path / "run").iterdir()) == [
+        "config.json",
+        "metrics.jsonl",
+        "steps.jsonl",
+    ]
     resumed = mnistlab.train(resume=folder)
     assert same_weights(resumed, reference) and len(resumed.history) == 3
     assert resumed.summary["test_accuracy"] == reference.summary["test_accuracy"]
@@ -75,6 +79,7 @@ def test_a_stuck_folder_is_refused_with_the_ways_out_then_replaced_with_overwrit
         "config.json",
         "metrics.jsonl",
         "model.safetensors",
+        "steps.jsonl",
         "summary.json",
     ]
 
@@ -153,6 +158,6 @@ def test_leftovers_of_a_killed_run_do_not_make_a_folder_non_empty(data, tmp_path
     (folder / ".config.json.0123abcd.tmp").write_text("{")  # and a write it never finished
     run = mnistlab.train(synthetic_config(folder, data, epochs=1))
     assert sorted(p.name for p in folder.iterdir()) == sorted(
-        ["config.json", "metrics.jsonl", "model.safetensors", "summary.json"]
+        ["config.json", "metrics.jsonl", "model.safetensors", "steps.jsonl", "summary.json"]
     )
     assert run.summary["epochs_run"] == 1

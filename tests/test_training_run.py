@@ -24,6 +24,7 @@ def test_run_folder_has_everything(tiny_config):
         "config.json",
         "metrics.jsonl",
         "model.safetensors",
+        "steps.jsonl",
         "summary.json",
     ]
     config = json.loads((folder / "config.json").read_text())
@@ -33,6 +34,15 @@ def test_run_folder_has_everything(tiny_config):
     assert {"epoch", "train_loss", "train_accuracy", "val_loss", "val_accuracy", "lr", "seconds"} <= set(
         metrics[0]
     )
+    # onecycle warms up over 25 % of one epoch's 8 steps, so its 3rd step runs at the peak lr
+    assert metrics[0]["lr_peak"] == pytest.approx(tiny_config.optim.lr) and metrics[0]["lr"] < 1e-4
+    # steps.jsonl: one loss per step (2,000 images in batches of 256: 7 x 256 + 208); weighted by the batch
+    # sizes they give the epoch's mean training loss
+    (steps,) = [json.loads(x) for x in (folder / "steps.jsonl").read_text().splitlines()]
+    sizes = [256] * 7 + [208]
+    assert steps["epoch"] == 1 and len(steps["loss"]) == len(sizes) == metrics[0]["steps"]
+    mean = sum(loss * n for loss, n in zip(steps["loss"], sizes, strict=True)) / 2000
+    assert mean == pytest.approx(metrics[0]["train_loss"], rel=1e-4)
     summary = json.loads((folder / "summary.json").read_text())
     for key in (
         "test_accuracy",
@@ -159,8 +169,9 @@ def test_run_files_are_readable_by_others_under_the_usual_umask(tiny_config):
         os.umask(old)
     modes = {p.name: stat.S_IMODE(p.stat().st_mode) for p in run.path.iterdir()}
     assert modes == dict.fromkeys(
-        ("config.json", "metrics.jsonl", "model.safetensors", "summary.json"), 0o644
+        ("config.json", "metrics.jsonl", "model.safetensors", "steps.jsonl", "summary.json"), 0o644
     )
+    assert stat.S_IMODE(run.path.stat().st_mode) == 0o755
 
 
 # ---- early stopping and model selection, end to end --------------------------------------------------------
@@ -255,6 +266,21 @@ def test_resume_rewrites_metrics_to_the_checkpoints_epochs(tiny_config, tmp_path
     assert [{k: v for k, v in h.items() if k != "seconds"} for h in resumed.history] == strip
 
 
+def test_resume_cuts_the_steps_log_back_to_the_checkpoint(tiny_config, tmp_path, interrupted_in_epoch):
+    """steps.jsonl is written before the checkpoint, so a crash can leave it an epoch ahead of it (or torn):
+    a resume keeps only the checkpoint's epochs, and the finished log equals an uninterrupted run's."""
+    tiny_config.epochs = 2
+    reference = mnistlab.train(tiny_config)
+    folder = interrupted_run(tiny_config, tmp_path, interrupted_in_epoch)
+    steps = folder / "steps.jsonl"
+    (first,) = steps.read_text().splitlines()
+    ahead = json.dumps(json.loads(first) | {"epoch": 2, "loss": [9.0] * 8})  # an epoch the checkpoint lacks
+    steps.write_text(f"{first}\n{ahead}\n" + '{"epoch": 3, "lo')
+    mnistlab.train(resume=folder)
+    assert steps.read_text() == (reference.path / "steps.jsonl").read_text()
+    assert [len(line["loss"]) for line in map(json.loads, steps.read_text().splitlines())] == [8, 8]
+
+
 def test_resume_refuses_a_changed_config_naming_the_flags(
     tiny_config, tmp_path, interrupted_in_epoch, capsys
 ):
@@ -313,3 +339,36 @@ def test_a_moved_run_folder_resumes_from_its_new_place(tiny_config, tmp_path, in
         mnistlab.train(elsewhere, resume=moved)
     run = mnistlab.train(resume=moved)  # its config.json still records the old folder as its out
     assert run.path == moved and (moved / "summary.json").is_file()
+
+
+def test_predict_answers_numpy_with_numpy_and_torch_with_torch(app_run):
+    """A read-only array (np.frombuffer) is fine too, without torch's non-writable warning."""
+    import warnings
+
+    import numpy as np
+
+    images = np.random.default_rng(0).integers(0, 256, (5, 28, 28), dtype=np.uint8)
+    read_only = np.frombuffer(images.tobytes(), dtype=np.uint8).reshape(5, 28, 28)
+    assert not read_only.flags.writeable
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        probabilities = app_run.predict(read_only)
+        logits = app_run.predict_logits(read_only)
+    assert isinstance(probabilities, np.ndarray) and probabilities.shape == (5, 10)
+    assert isinstance(logits, np.ndarray) and logits.dtype == np.float32
+    as_torch = app_run.predict(torch.from_numpy(images))
+    assert isinstance(as_torch, torch.Tensor)
+    np.testing.assert_array_equal(probabilities, as_torch.numpy())
+    assert isinstance(app_run.predict(images[0]), np.ndarray)  # one (28, 28) image
+
+
+def test_smoke_steps_cap_every_epoch_and_say_so(tiny_config, monkeypatch, capsys):
+    monkeypatch.setenv("MNISTLAB_SMOKE_STEPS", "3")
+    tiny_config.quiet, tiny_config.epochs = False, 2
+    run = mnistlab.train(tiny_config)
+    assert [h["steps"] for h in run.history] == [3, 3]
+    assert run.summary["environment"]["smoke_steps"] == 3 and run.summary["test_images"] == 1000
+    assert "SMOKE TEST: 3 steps per epoch at most (MNISTLAB_SMOKE_STEPS)" in capsys.readouterr().out
+    monkeypatch.setenv("MNISTLAB_SMOKE_STEPS", "three")
+    with pytest.raises(ConfigError, match="MNISTLAB_SMOKE_STEPS must be a whole number"):
+        mnistlab.train(tiny_config)

@@ -219,6 +219,40 @@ def load_tensors(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, s
         raise RunError(f"{path}: not a readable safetensors checkpoint ({exc})") from None
 
 
+_SAFETENSORS_DTYPES = {  # a safetensors header's dtype -> torch's name for it
+    "F64": "float64",
+    "F32": "float32",
+    "F16": "float16",
+    "BF16": "bfloat16",
+    "I64": "int64",
+    "I32": "int32",
+    "I16": "int16",
+    "I8": "int8",
+    "U8": "uint8",
+    "BOOL": "bool",
+}
+
+
+def header_tensors(path: str | Path) -> dict[str, torch.Tensor]:
+    """A safetensors file's tensors as ``meta`` tensors: names, shapes and dtypes from its header, no data
+    read and no memory allocated. A corrupt file, or a dtype torch cannot hold, is a RunError naming it."""
+    import torch
+    from safetensors import SafetensorError, safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            slices = {name: f.get_slice(name) for name in f.keys()}  # noqa: SIM118 - not a dict
+            header = {name: (s.get_shape(), s.get_dtype()) for name, s in slices.items()}
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise RunError(f"{path}: not a readable safetensors checkpoint ({exc})") from None
+    tensors = {}
+    for name, (shape, dtype) in header.items():
+        if dtype not in _SAFETENSORS_DTYPES:
+            raise RunError(f"{path}: {name} has dtype {dtype}, which mnistlab never writes")
+        tensors[name] = torch.empty(shape, dtype=getattr(torch, _SAFETENSORS_DTYPES[dtype]), device="meta")
+    return tensors
+
+
 def with_prefix(tensors: Mapping[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
     """{'fc.weight': t} -> {'model.fc.weight': t} for prefix 'model.': several state dicts share one file."""
     return {prefix + k: v for k, v in tensors.items()}

@@ -4,8 +4,10 @@ A model file (``model.safetensors``) says in its metadata which model to build a
 damaged file could make a loader allocate terabytes, or run a model whose integer weights give confident
 nonsense. :func:`mnistlab.runs.read_model_file` therefore checks, before allocating any real tensor:
 
-1. the config: each field of its declared type (:meth:`TrainConfig.from_dict`), then in range (``validate``);
-2. the weights: the model the config describes is built on torch's ``meta`` device (shapes and dtypes, no
+1. the config: each field of its declared type (:meth:`TrainConfig.from_dict`), then in range (``validate``),
+   and a dataset mnistlab knows;
+2. the weights: a committee's member count against the file's names (:func:`check_member_count`), then
+   the model the config describes is built on torch's ``meta`` device (shapes and dtypes, no
    memory), and its state dict must match the file's ``model.*`` tensors name for name, shape for shape and
    dtype for dtype. A config asking for another width fails on the first shape, in milliseconds. Only then
    is the real model built, the size of the tensors already read: memory stays a small multiple of the
@@ -45,7 +47,9 @@ def config_from_metadata(path: Path, metadata: Mapping[str, str]) -> TrainConfig
     """The model file's config, typed and validated; a RunError naming the file otherwise."""
     try:
         raw = json.loads(metadata["config"])
-        return TrainConfig.from_dict(raw).validate()
+        config = TrainConfig.from_dict(raw).validate()
+        get_dataset_spec(config.data.dataset)  # its images' shape sizes the preprocessing statistics
+        return config
     except KeyError:
         raise RunError(f"{path}: not an mnistlab model file (no config in its metadata)") from None
     except (json.JSONDecodeError, RecursionError) as exc:
@@ -63,7 +67,19 @@ def check_weights(
     """The file's weights must be exactly the state dict of the model ``build(config)`` makes (a run's model,
     or a committee of them: :func:`mnistlab.runs.model_for`)."""
     described = f"{config.model.name} {_model_knobs(config)}"
+    check_member_count(path, config, weights)  # before building: 1000 members on "meta" take seconds
     check_state(path, expected_state(path, config, build), weights, described)
+
+
+def check_member_count(path: Path, config: TrainConfig, weights: Mapping[str, torch.Tensor]) -> None:
+    """The file must hold as many models as its config says: a committee's weights are ``members.K.*``
+    (K = 0..members-1), a single model's are not. Checked on the names alone, so the meta build that follows
+    costs time in proportion to the file's own tensors."""
+    held = len({name.split(".")[1] for name in weights if name.startswith("members.")}) or 1
+    if held != config.members:
+        wanted = f"a committee of {config.members} members" if config.members > 1 else "one model"
+        found = f"a committee of {held} members" if held > 1 else "1 model"
+        raise RunError(f"{path}: its config describes {wanted}; the file holds {found}")
 
 
 def check_state(

@@ -4,6 +4,7 @@ A run folder (written by :func:`mnistlab.training.fit.fit`)::
 
     config.json        the resolved TrainConfig, written first (rewritten when a resume changes a safe field)
     metrics.jsonl      one JSON object per epoch, appended as each epoch ends (rewritten on resume)
+    steps.jsonl        one JSON object per epoch: every step's training loss, for per-step learning curves
     last.safetensors   resume state after each epoch; removed when the run completes
     model.safetensors  the best weights (by validation) + preprocessing statistics + config, written at the end
     summary.json       written last: its presence is what marks the run as complete
@@ -65,6 +66,7 @@ from mnistlab.runcheck import check_record, check_weights, config_from_metadata,
 
 CONFIG_FILE = "config.json"
 METRICS_FILE = "metrics.jsonl"
+STEPS_FILE = "steps.jsonl"
 CHECKPOINT_FILE = "last.safetensors"
 MODEL_FILE = "model.safetensors"
 SUMMARY_FILE = "summary.json"
@@ -72,6 +74,7 @@ ERROR_FILE = "error.txt"
 LOCK_FILE = ".lock"
 MEMBERS_DIR = "members"  # a committee's member runs: members/0, members/1, ...
 MODEL_FORMAT = "mnistlab.model/1"
+Images = torch.Tensor | np.ndarray  # raw pixels 0-255: (N, 28, 28), (N, 1, 28, 28) or one (28, 28)
 
 
 # ---- creating a folder -------------------------------------------------------------------------------------
@@ -205,7 +208,11 @@ def read_metrics(run_dir: str | Path) -> list[dict]:
     A last line that is not JSON was torn by an interrupted write and is dropped; a bad line before it means
     the file was damaged, a RunError naming the line.
     """
-    path = Path(run_dir) / METRICS_FILE
+    return _read_jsonl(Path(run_dir) / METRICS_FILE)
+
+
+def _read_jsonl(path: Path) -> list[dict]:
+    """One JSON object per line; a torn last line is dropped, a bad line before it is a RunError."""
     if not path.is_file():
         return []
     try:
@@ -234,6 +241,23 @@ def append_metrics(run_dir: Path, record: dict) -> None:
 def write_metrics(run_dir: Path, history: list[dict]) -> None:
     """Replace metrics.jsonl with exactly ``history``, atomically."""
     atomic_write(run_dir / METRICS_FILE, "".join(json.dumps(record) + "\n" for record in history))
+
+
+def steps_record(epoch: int, step_losses: list[float]) -> dict:
+    """One line of steps.jsonl: ``{"epoch": 1, "loss": [...]}``, each step's batch-mean training loss in
+    nats/image (before its update, in order; in a data-parallel run, rank 0's own batches), 5 digits."""
+    return {"epoch": epoch, "loss": [float(f"{loss:.5g}") for loss in step_losses]}
+
+
+def read_steps(run_dir: str | Path) -> list[dict]:
+    """The per-epoch step losses of steps.jsonl ([] when absent; a torn last line is dropped)."""
+    return _read_jsonl(Path(run_dir) / STEPS_FILE)
+
+
+def write_steps(run_dir: Path, epochs: list[dict]) -> None:
+    """Replace steps.jsonl with ``epochs`` (records of :func:`steps_record`), atomically: a small file, rewritten
+    whole at each epoch's end so that it is never half-written."""
+    atomic_write(run_dir / STEPS_FILE, "".join(json.dumps(record) + "\n" for record in epochs))
 
 
 def read_summary(run_dir: str | Path) -> dict:
@@ -318,31 +342,36 @@ class Run:
         # A private copy: the caller's later edits to their config must not rewrite this run's record.
         self.config = copy.deepcopy(self.config)
 
-    def predict_logits(self, images: torch.Tensor | np.ndarray, batch_size: int = 2000) -> torch.Tensor:
+    def predict_logits(self, images: Images, batch_size: int = 2000) -> Images:
         """Logits (N, 10) for raw images: (N, 28, 28) or (N, 1, 28, 28) pixels in 0-255 (uint8 or float).
 
-        The run's own preprocessing (fitted on its training split) is applied first.
+        The run's own preprocessing (fitted on its training split) is applied first. A NumPy array gives a
+        NumPy array (float32), anything else a torch tensor on the CPU.
         """
-        x = torch.as_tensor(images)
+        x = _as_tensor(images)
         if x.ndim == 2:
             x = x.unsqueeze(0)
-        return predict_logits(self.model, self.preprocessor(x.to(self.device)), batch_size).cpu()
+        logits = predict_logits(self.model, self.preprocessor(x.to(self.device)), batch_size).cpu()
+        return logits.numpy() if isinstance(images, np.ndarray) else logits
 
-    def predict(self, images: torch.Tensor | np.ndarray, batch_size: int = 2000) -> torch.Tensor:
-        """Class probabilities (N, 10), softmax of the logits; ``.argmax(1)`` gives the labels."""
-        return torch.softmax(self.predict_logits(images, batch_size), dim=1)
+    def predict(self, images: Images, batch_size: int = 2000) -> Images:
+        """Class probabilities (N, 10), softmax of the logits; ``.argmax(1)`` gives the labels. NumPy in,
+        NumPy out; otherwise a torch tensor."""
+        probabilities = torch.softmax(torch.as_tensor(self.predict_logits(images, batch_size)), dim=1)
+        return probabilities.numpy() if isinstance(images, np.ndarray) else probabilities
 
-    def predict_with_members(
-        self, images: torch.Tensor | np.ndarray, batch_size: int = 2000
-    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+    def predict_with_members(self, images: Images, batch_size: int = 2000) -> tuple[Images, Images | None]:
         """(probabilities (N, 10), each member's probabilities (M, N, 10) or None when not a committee), from
-        one forward pass of every member."""
+        one forward pass of every member. NumPy in, NumPy out; otherwise torch tensors on the CPU."""
         if not isinstance(self.model, Committee):
             return self.predict(images, batch_size), None
-        x = torch.as_tensor(images)
+        x = _as_tensor(images)
         x = x.unsqueeze(0) if x.ndim == 2 else x
         members = member_log_probs(self.model, self.preprocessor(x.to(self.device)), batch_size)
-        return torch.softmax(self.model.combine(members), dim=1).cpu(), members.exp().cpu()
+        combined, votes = torch.softmax(self.model.combine(members), dim=1).cpu(), members.exp().cpu()
+        if isinstance(images, np.ndarray):
+            return combined.numpy(), votes.numpy()
+        return combined, votes
 
     def evaluate(self, split: str = "test", data_dir: str | Path | None = None) -> dict:
         """Loss, accuracy, confusion matrix and per-class scores on the dataset's test split."""
@@ -365,11 +394,51 @@ class Run:
         } | report
 
 
+def _as_tensor(images: Images) -> torch.Tensor:
+    """Images as a tensor without a copy where possible; a read-only array (``np.frombuffer``) is copied, since
+    torch cannot share it (and would warn)."""
+    if isinstance(images, np.ndarray):
+        array = np.ascontiguousarray(images)
+        return torch.from_numpy(array if array.flags.writeable else array.copy())
+    return torch.as_tensor(images)
+
+
+def not_a_run_folder(path: Path) -> str | None:
+    """Why ``path`` is not a run folder at all (a lab experiment's, the --seeds parent, a committee's members/
+    folder, no config.json), or None when it is one (complete or not)."""
+    seeds = sorted(p.name for p in path.glob("seed-*") if (p / CONFIG_FILE).is_file())
+    if seeds:
+        return (
+            f"{path}: not a run folder: it holds the runs of `mnistlab train --seeds` ({', '.join(seeds)}); "
+            f"use one of them, e.g. {path / seeds[0]}"
+        )
+    if path.name == MEMBERS_DIR and (path.parent / CONFIG_FILE).is_file():
+        return (
+            f"{path}: not a run folder: it holds a committee's members; use the committee, {path.parent}, "
+            f"or one member, e.g. {path / '0'}"
+        )
+    config = path / CONFIG_FILE
+    if not config.is_file():
+        return f"{path}: not a run folder (no {CONFIG_FILE})"
+    try:
+        experiment = json.loads(config.read_text(encoding="utf-8")).get("experiment")
+    except (OSError, ValueError, AttributeError):
+        return None  # read_config names the problem later
+    if experiment:
+        return (
+            f"{path}: not a run folder: it is the output of `mnistlab lab {experiment}`; "
+            f"open {path / 'report.html'}"
+        )
+    return None
+
+
 def load_run(path: str | Path, device: str = "cpu") -> Run:
     """Rebuild a run from its folder (or from a bare model.safetensors). Never unpickles anything."""
     path = Path(path)
     if not path.exists():
         raise RunError(f"{path}: run folder does not exist")
+    if path.is_dir() and (reason := not_a_run_folder(path)):
+        raise RunError(reason)
     if path.is_dir() and not (path / SUMMARY_FILE).is_file():
         resumable = (path / CHECKPOINT_FILE).exists() or (path / MEMBERS_DIR).is_dir()
         hint = "; it may still be running, or resume it with --resume" if resumable else ""

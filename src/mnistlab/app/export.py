@@ -8,6 +8,7 @@ Softmax is left to the caller, as in the PyTorch models.
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import io
 import logging
 import warnings
@@ -19,6 +20,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from mnistlab.app.formats import ExportFormat
 from mnistlab.data import Preprocessor, load_dataset
 from mnistlab.errors import MnistlabError
 from mnistlab.fileio import atomic_path, make_dirs
@@ -27,12 +29,25 @@ from mnistlab.runs import Run
 VERIFY_IMAGES = 1000  # test images compared between PyTorch and the exported model
 MAX_LOGIT_DIFF = 1e-4  # |logit_torch - logit_export|, logits are unitless
 OPSET = 18
-ExportFormat = Literal["onnx", "torchscript"]
 Exporter = Literal["legacy", "dynamo"]  # torch's TorchScript-based ONNX exporter, or its dynamo one
+
+
+ONNX_EXTRA = "onnx"  # pyproject.toml's extra with onnx, onnxruntime and onnxscript
 
 
 class ExportError(MnistlabError):
     """The export failed or the exported model disagrees with PyTorch."""
+
+
+def check_onnx_installed(exporter: str = "legacy") -> None:
+    """A one-line ExportError naming the install command when ONNX export's packages are missing."""
+    needed = ["onnx", "onnxruntime"] + (["onnxscript"] if exporter == "dynamo" else [])
+    missing = [name for name in needed if importlib.util.find_spec(name) is None]
+    if missing:
+        raise ExportError(
+            f"--format onnx needs {' and '.join(missing)}, which {'is' if len(missing) == 1 else 'are'} not "
+            f"installed: pip install 'mnistlab[{ONNX_EXTRA}]' (or --format torchscript, which needs nothing more)"
+        )
 
 
 class WithPreprocessing(nn.Module):
@@ -71,17 +86,18 @@ def export_run(
         raise ExportError(f"unknown export format {fmt!r}; choose {' or '.join(get_args(ExportFormat))}")
     if exporter not in get_args(Exporter):
         raise ExportError(f"unknown ONNX exporter {exporter!r}; choose {' or '.join(get_args(Exporter))}")
+    if fmt == "onnx":
+        check_onnx_installed(exporter)
     wrapped = WithPreprocessing(run.model, run.preprocessor).cpu().eval()
     arrays = load_dataset(
         run.config.data.dataset, data_dir or run.config.data.data_dir, download=False, progress=False
     )
     pixels = torch.from_numpy(arrays.test_images[:VERIFY_IMAGES]).float()  # (1000, 28, 28)
     with torch.inference_mode():
-        reference = run.predict_logits(arrays.test_images[:VERIFY_IMAGES]).double().numpy()
+        reference = run.predict_logits(arrays.test_images[:VERIFY_IMAGES]).astype(np.float64)
     make_dirs(out.parent)
-    with (
-        atomic_path(out) as tmp
-    ):  # a full disk: a WriteError naming `out`, and nothing written  # replaces `out` only if the checks below pass
+    # replaces `out` only if the checks below pass; a full disk: a WriteError naming `out`, nothing written
+    with atomic_path(out) as tmp:
         if fmt == "onnx":
             _write_onnx(wrapped, pixels[:2], tmp, exporter)
             exported = _run_onnx(tmp, pixels.numpy())

@@ -8,8 +8,7 @@ from typing import Annotated
 
 import typer
 
-from mnistlab.api import load_run
-from mnistlab.app.export import ExportFormat
+from mnistlab.app.formats import ExportFormat
 from mnistlab.app.serve_config import ServeConfig, ServeLimits
 from mnistlab.cli.app import app
 from mnistlab.errors import MnistlabError
@@ -43,6 +42,7 @@ def predict_command(
     Saving the inputs (--save-input) is a side job: when it fails (a full disk) every prediction is still
     printed, then one error line, and the exit code is 1.
     """
+    from mnistlab.api import load_run
     from mnistlab.app.predict import predict_files
 
     if raw and number:
@@ -123,6 +123,7 @@ def serve_command(
     ] = ServeLimits.torch_threads,
 ) -> None:
     """Serve the draw-a-digit page and the JSON API (POST /api/predict, GET /api/model, GET /healthz)."""
+    from mnistlab.api import load_run
     from mnistlab.app.serving import bind, serve, url
 
     limits = ServeLimits(
@@ -158,6 +159,7 @@ def export_command(
     The export is checked against PyTorch on 1,000 test images (max |Δlogit| <= 1e-4, same argmax for all)
     and is not written if it fails.
     """
+    from mnistlab.api import load_run
     from mnistlab.app.export import export_run
 
     run = load_run(run_dir)

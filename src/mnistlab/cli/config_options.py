@@ -64,12 +64,13 @@ def config_from_flags(flags: ConfigFlags, resume: Path | None = None) -> TrainCo
     or the model's long-budget one; on resume, the run's own config) with the flags applied. ``--engine numpy``
     alone is the NumPy engine's own mlp recipe."""
     from mnistlab.recipes import starting_recipe
-    from mnistlab.runs import read_config
 
-    if resume is not None:
-        base = read_config(resume)
-    else:
+    if resume is None:  # a new run: no torch needed to know its config (or to reject it)
         base = starting_recipe(flags.get("model.name"), flags.get("members", 1), flags.get("engine", "torch"))
+    else:
+        from mnistlab.runs import read_config
+
+        base = read_config(resume)
     return with_values(base, flags).validate()
 
 

@@ -8,18 +8,11 @@ from typing import Annotated
 import typer
 
 from mnistlab.cli.app import app
-from mnistlab.data import (
-    dataset_names,
-    default_cache_dir,
-    download_dataset,
-    get_dataset_spec,
-    load_dataset,
-    locate_dataset,
-    verify_dataset,
-)
+from mnistlab.cli.help import PlainTyper
+from mnistlab.data.registry import dataset_names, get_dataset_spec
 from mnistlab.errors import DataError
 
-data_app = typer.Typer(help="Find, check and download MNIST-format datasets.", no_args_is_help=True)
+data_app = PlainTyper(help="Find, check and download MNIST-format datasets.", no_args_is_help=True)
 app.add_typer(data_app, name="data")
 
 DatasetArg = Annotated[str, typer.Argument(help="Dataset name: " + ", ".join(dataset_names()))]
@@ -29,6 +22,8 @@ DataDirOpt = Annotated[Path | None, typer.Option(help="Folder with the four IDX 
 @data_app.command("info")
 def info(dataset: DatasetArg = "mnist", data_dir: DataDirOpt = None) -> None:
     """Where the dataset is found, its shapes, label counts and pixel statistics."""
+    from mnistlab.data import load_dataset
+
     spec = get_dataset_spec(dataset)
     arrays = load_dataset(spec.name, data_dir, download=False, progress=False)
     typer.echo(f"{spec.name}: {spec.description}")
@@ -50,6 +45,8 @@ def info(dataset: DatasetArg = "mnist", data_dir: DataDirOpt = None) -> None:
 @data_app.command("verify")
 def verify(dataset: DatasetArg = "mnist", data_dir: DataDirOpt = None) -> None:
     """Check every file's MD5 against the published checksums."""
+    from mnistlab.data import verify_dataset
+
     rows = verify_dataset(dataset, data_dir)
     for name, digest, ok in rows:
         typer.echo(f"  {'ok ' if ok else 'BAD'}  {digest}  {name}")
@@ -66,6 +63,8 @@ def download(
     force: Annotated[bool, typer.Option(help="Download even if a local copy is found elsewhere.")] = False,
 ) -> None:
     """Download a dataset from its mirrors into the cache (checked against MD5s; atomic writes)."""
+    from mnistlab.data import default_cache_dir, download_dataset, locate_dataset
+
     spec = get_dataset_spec(dataset)
     if not force and dest is None:
         try:

@@ -14,7 +14,7 @@ from mnistlab.cli.app import app
 from mnistlab.config import TrainConfig
 from mnistlab.errors import ConfigError
 from mnistlab.lab import EXPERIMENTS
-from mnistlab.lab.common import LrScaling
+from mnistlab.lab.options import LrScaling
 
 
 @app.command("lab")

@@ -1,4 +1,4 @@
-"""`mnistlab train` and `mnistlab evaluate`."""
+"""`mnistlab train` and `mnistlab evaluate`. Heavy modules (torch, via the API) are imported when a command runs."""
 
 from __future__ import annotations
 
@@ -9,11 +9,9 @@ from typing import Annotated
 
 import typer
 
-from mnistlab.api import load_run, train
 from mnistlab.cli.app import app
 from mnistlab.cli.config_options import ConfigFlags, config_from_flags, resume_safe_flags, with_config_options
 from mnistlab.errors import ConfigError
-from mnistlab.training import distributed
 
 RESUME_HELP = (
     "Continue the interrupted run in this folder. Other flags must match its config, except "
@@ -73,6 +71,13 @@ def train_command(
     train(config, resume=resume, overwrite=overwrite)
 
 
+def train(config, resume: Path | None = None, overwrite: bool = False):
+    """:func:`mnistlab.api.train`, imported when a run starts (it loads torch)."""
+    from mnistlab.api import train as api_train
+
+    return api_train(config, resume=resume, overwrite=overwrite)
+
+
 def _launch_torchrun(nproc: int, ctx: typer.Context, resume: Path | None, flags: ConfigFlags) -> None:
     """Re-run this very command line, minus --nproc, in ``nproc`` processes under torchrun."""
     if nproc < 1:
@@ -85,6 +90,8 @@ def _launch_torchrun(nproc: int, ctx: typer.Context, resume: Path | None, flags:
         raise ConfigError(
             f"--batch-size {global_batch} is the global batch and must divide by --nproc {nproc}"
         )
+    from mnistlab.training import distributed
+
     code = distributed.launch(nproc, ["train", *forwarded_options(ctx, skip=("nproc",))])
     if code:
         raise typer.Exit(code)
@@ -117,6 +124,8 @@ def evaluate_command(
     as_json: Annotated[bool, typer.Option("--json", help="Print the full result as JSON.")] = False,
 ) -> None:
     """Score a trained run on the test set: loss, accuracy, confusion matrix, per-class F1."""
+    from mnistlab.api import load_run
+
     result = load_run(run_dir).evaluate(data_dir=data_dir)
     if as_json:
         typer.echo(json.dumps(result, indent=2))

@@ -35,17 +35,58 @@ def save_figure(fig: Figure, path: str | Path) -> Path:
     return atomic_save_figure(path, fig, DPI)
 
 
-def learning_curves(history: Sequence[dict]) -> Figure:
-    """Train/val loss (left) and accuracy in % (right) per epoch, from metrics.jsonl records."""
+def step_positions(steps: Sequence[dict]) -> tuple[list[float], list[float]]:
+    """(x, loss) of every training step from steps.jsonl records: x in epochs, so that the k-th of n steps of
+    epoch e sits at e - 1 + k/n (the fraction of the epoch's images seen once it is done). A run resumed with
+    a different batch size keeps each epoch's own n."""
+    x, y = [], []
+    for record in steps:
+        losses = record["loss"]
+        n = len(losses)
+        x += [record["epoch"] - 1 + (k + 1) / n for k in range(n)]
+        y += losses
+    return x, y
+
+
+def moving_average(values: Sequence[float], window: int) -> list[float]:
+    """Mean of each value and the ``window - 1`` before it (fewer at the start): a trailing running mean."""
+    out, total = [], 0.0
+    for i, value in enumerate(values):
+        total += value
+        if i >= window:
+            total -= values[i - window]
+        out.append(total / min(i + 1, window))
+    return out
+
+
+def learning_curves(history: Sequence[dict], steps: Sequence[dict] = ()) -> Figure:
+    """Loss (left) and accuracy in % (right) against epochs, from metrics.jsonl (and steps.jsonl) records.
+
+    With ``steps``, the loss panel shows every training step (faint) and their running mean, so that even a
+    one-epoch run has a curve; the epoch-end figures (validation, and train without ``steps``) are markers at
+    x = 1, 2, ... The x axis always starts at 0: the run's start.
+    """
     fig, (ax_loss, ax_acc) = new_figure(2)
     epochs = [h["epoch"] for h in history]
-    for key, label, style in (("train", "train", "o-"), ("val", "validation", "s--")):
-        if all(f"{key}_loss" in h for h in history):
-            ax_loss.plot(epochs, [h[f"{key}_loss"] for h in history], style, label=label)
-            ax_acc.plot(epochs, [100 * h[f"{key}_accuracy"] for h in history], style, label=label)
+    if steps:
+        x, y = step_positions(steps)
+        ax_loss.plot(x, y, "-", color="C0", alpha=0.25, linewidth=0.8, label="train, each step")
+        window = max(1, len(y) // 25)  # smooths the batch-to-batch noise, keeps the shape
+        ax_loss.plot(x, moving_average(y, window), "-", color="C0", label=f"train, mean of {window} steps")
+        ax_loss.set_yscale("log")
+    for key, label, style, color in (("train", "train", "o-", "C0"), ("val", "validation", "s--", "C1")):
+        if not history or not all(f"{key}_loss" in h for h in history):
+            continue
+        if not (key == "train" and steps):
+            loss = [h[f"{key}_loss"] for h in history]
+            ax_loss.plot(epochs, loss, style, color=color, label=f"{label}, end of epoch")
+        accuracy = [100 * h[f"{key}_accuracy"] for h in history]
+        ax_acc.plot(epochs, accuracy, style, color=color, label=label)
+    last = max([*epochs, *(s["epoch"] for s in steps), 1])
     ax_loss.set(xlabel="epoch", ylabel="cross-entropy loss (nats/image)", title="Loss")
-    ax_acc.set(xlabel="epoch", ylabel="accuracy (%)", title="Accuracy")
+    ax_acc.set(xlabel="epoch", ylabel="accuracy (%)", title="Accuracy (end of each epoch)")
     for ax in (ax_loss, ax_acc):
+        ax.set_xlim(0, last * 1.02)
         ax.grid(alpha=0.3)
         ax.legend()
     return fig

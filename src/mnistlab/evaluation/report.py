@@ -14,6 +14,7 @@ import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -21,6 +22,9 @@ import torch
 from mnistlab.evaluation import plots
 from mnistlab.evaluation.metrics import classification_report
 from mnistlab.fileio import atomic_write, make_dirs
+
+if TYPE_CHECKING:
+    from mnistlab.runs import Run
 
 _STYLE = """
 body { font-family: system-ui, sans-serif; max-width: 1000px; margin: 2em auto; padding: 0 1em;
@@ -163,15 +167,13 @@ def run_report(
     arrays = load_dataset(cfg.dataset, data_dir or cfg.data_dir, download=cfg.download, progress=False)
     images = arrays.test_images  # uint8 (N, 28, 28)
     labels = torch.from_numpy(arrays.test_labels).long()
-    probs = run.predict(images)  # (N, 10)
+    probs = run.predict(torch.from_numpy(images))  # (N, 10)
     confidence, predicted = probs.max(dim=1)
     result = classification_report(predicted, labels, num_classes=probs.shape[1])
     accuracy = (predicted == labels).double().mean().item()
 
     report = Report(f"Run report: {Path(run_dir).name}")
-    if run.history:
-        fig = plots.learning_curves(run.history)
-        report.figure(plots.save_figure(fig, out_dir / "learning_curves.png"), "Loss and accuracy per epoch.")
+    _learning_curves(report, run, Path(run_dir), out_dir)
     report.figure(
         plots.save_figure(
             plots.confusion_heatmap(result["confusion_matrix"], "Test confusion matrix"),
@@ -196,6 +198,21 @@ def run_report(
     )
     html_path, _ = report.write(out_dir)
     return html_path
+
+
+def _learning_curves(report: Report, run: Run, run_dir: Path, out_dir: Path) -> None:
+    """Loss per step and validation per epoch; a committee's first member stands for its members (each has its
+    own folder, members/K, and its own report)."""
+    from mnistlab.runs import MEMBERS_DIR, read_metrics, read_steps
+
+    history, steps, whose = run.history, read_steps(run_dir), ""
+    if run.summary.get("kind") == "committee" and not (history or steps):
+        first = run_dir / MEMBERS_DIR / "0"
+        history, steps, whose = read_metrics(first), read_steps(first), " Member 0 of the committee."
+    if history or steps:
+        fig = plots.learning_curves(history, steps)
+        caption = "Training loss at every step and validation at the end of each epoch; accuracy per epoch."
+        report.figure(plots.save_figure(fig, out_dir / "learning_curves.png"), caption + whose)
 
 
 def _galleries(

@@ -9,7 +9,7 @@ import importlib
 from collections.abc import Callable
 
 from mnistlab.errors import ConfigError
-from mnistlab.lab.common import LabOptions
+from mnistlab.lab.options import LabOptions
 
 # name -> module; modules are imported on use so that `mnistlab lab loss` does not load the others
 EXPERIMENTS = {

@@ -20,6 +20,7 @@ from mnistlab.lab.common import (
     LabOptions,
     load_splits,
     open_out_dir,
+    smoke_settings,
     test_accuracy,
     train_epochs,
     write_config,
@@ -65,7 +66,7 @@ def _config(s: dict, batch: int, lr: float, seed: int):
 
 def run(options: LabOptions) -> Report:
     out = open_out_dir("batch-size", options)
-    s = settings(options.quick, options.lr_scaling)
+    s = smoke_settings(settings(options.quick, options.lr_scaling))
     write_config(out, "batch-size", options, s)
     splits = load_splits(_config(s, 1, s["base_lr"], options.seed))  # preprocessing: standardise
     rows, curves = [], []

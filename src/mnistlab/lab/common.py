@@ -13,7 +13,6 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
 
 import torch
 from torch import nn
@@ -22,25 +21,45 @@ from mnistlab.config import TrainConfig
 from mnistlab.data import TensorSplit
 from mnistlab.evaluation.report import write_json
 from mnistlab.inference import evaluate
+from mnistlab.lab.options import LabOptions
 from mnistlab.runs import create_run_dir
 from mnistlab.training import build_trainer, prepare_data
-from mnistlab.training.trainer import Splits
-
-LrScaling = Literal["none", "linear"]
-
-
-@dataclass
-class LabOptions:
-    quick: bool = False
-    out: Path | None = None  # experiment folder; None = lab/<timestamp>-<name>
-    seed: int = 0
-    lr_scaling: LrScaling = "none"  # batch-size experiment: linear scaling of lr with batch (full mode: both)
-    threads: int | None = None
+from mnistlab.training.trainer import Splits, smoke_steps
 
 
 def open_out_dir(name: str, options: LabOptions) -> Path:
     """The experiment's folder: ``options.out`` (new or empty) or a new lab/<timestamp>-<name>."""
     return create_run_dir(options.out, name, root="lab")
+
+
+# MNISTLAB_SMOKE_STEPS (a smoke test, see mnistlab.training.trainer.smoke_steps) also shrinks each
+# experiment's own settings, which cost more than the training steps: evaluations, seeds, repeats.
+SMOKE_CAPS = {
+    "train_subset": 1000,  # images
+    "batch1_subset": 200,  # images
+    "val_size": 1000,  # images
+    "epochs": 2,
+    "max_epochs": 1,
+    "train_epochs": 1,
+    "seeds": 1,
+    "repeats": 2,  # mini-batches per batch size
+    "patience": 1,  # epochs
+}
+
+
+def smoke_settings(settings: dict) -> dict:
+    """``settings`` as they are, or, under a smoke test, with every size capped (:data:`SMOKE_CAPS`) and only
+    the first three batch sizes: each experiment then runs its whole code path in seconds. The numbers it
+    gives mean nothing; config.json records the settings used and ``smoke_steps``."""
+    if not smoke_steps():
+        return settings
+    out = dict(settings, smoke_steps=smoke_steps())
+    for key, cap in SMOKE_CAPS.items():
+        if key in out:
+            out[key] = cap if out[key] is None else min(out[key], cap)
+    if "batch_sizes" in out:
+        out["batch_sizes"] = out["batch_sizes"][:3]
+    return out
 
 
 def write_config(out: Path, name: str, options: LabOptions, settings: dict) -> None:

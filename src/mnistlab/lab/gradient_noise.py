@@ -20,7 +20,7 @@ import numpy as np
 
 from mnistlab.evaluation import plots
 from mnistlab.evaluation.report import Report, write_csv, write_json
-from mnistlab.lab.common import LabOptions, load_splits, open_out_dir, write_config
+from mnistlab.lab.common import LabOptions, load_splits, open_out_dir, smoke_settings, write_config
 from mnistlab.recipes import recipe
 from mnistlab.scratch import MLP
 from mnistlab.training.numpy_engine import as_arrays, initial_mlp, train_numpy
@@ -122,7 +122,7 @@ def weight_sets(s: dict, seed: int, splits) -> dict[str, MLP]:
 
 def run(options: LabOptions) -> Report:
     out = open_out_dir("gradient-noise", options)
-    s = settings(options.quick)
+    s = smoke_settings(settings(options.quick))
     write_config(out, "gradient-noise", options, s)
     cfg = recipe("mlp")
     cfg.seed, cfg.data.train_subset = options.seed, s["train_subset"]

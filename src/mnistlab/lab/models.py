@@ -10,7 +10,7 @@ import numpy as np
 
 from mnistlab.evaluation import plots
 from mnistlab.evaluation.report import Report, write_csv, write_json
-from mnistlab.lab.common import LabOptions, open_out_dir, write_config
+from mnistlab.lab.common import LabOptions, open_out_dir, smoke_settings, write_config
 from mnistlab.lab.repeat import format_mean_std, train_seeds
 from mnistlab.models import count_parameters, flops_per_image, model_from_config
 from mnistlab.recipes import recipe
@@ -30,7 +30,7 @@ def settings(quick: bool) -> dict:
 
 def run(options: LabOptions) -> Report:
     out = open_out_dir("models", options)
-    s = settings(options.quick)
+    s = smoke_settings(settings(options.quick))
     rows, configs = [], {}
     for name, label in MODELS:
         cfg = recipe(name)

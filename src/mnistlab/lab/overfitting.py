@@ -20,6 +20,7 @@ from mnistlab.lab.common import (
     LabOptions,
     load_splits,
     open_out_dir,
+    smoke_settings,
     test_accuracy,
     train_epochs,
     write_config,
@@ -53,7 +54,7 @@ def settings(quick: bool) -> dict:
 
 def run(options: LabOptions) -> Report:
     out = open_out_dir("overfitting", options)
-    s = settings(options.quick)
+    s = smoke_settings(settings(options.quick))
     write_config(out, "overfitting", options, s)
     cfg = recipe("mlp")
     cfg.model.hidden, cfg.model.dropout = tuple(s["hidden"]), s["dropout"]

@@ -19,6 +19,7 @@ from mnistlab.lab.common import (
     finite_or_none,
     load_splits,
     open_out_dir,
+    smoke_settings,
     test_accuracy,
     train_epochs,
     write_config,
@@ -62,7 +63,7 @@ def _config(s: dict, mode: str, seed: int):
 
 def run(options: LabOptions) -> Report:
     out = open_out_dir("preprocessing", options)
-    s = settings(options.quick)
+    s = smoke_settings(settings(options.quick))
     write_config(out, "preprocessing", options, s)
     curves, rows = {}, []
     for mode, label in MODES:

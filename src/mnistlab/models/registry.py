@@ -1,67 +1,33 @@
 """Name -> constructor registry, plus parameter and FLOP counting.
 
-Each factory takes the generic knobs of :class:`mnistlab.config.ModelConfig` (``hidden``, ``dropout``,
-``width``) and ignores the ones that do not apply, so the CLI can expose one set of flags for all models.
+The registry is a table of names and ``"module:function"`` strings, so listing the names (``--help``, the
+``--model`` choices) imports neither torch nor any model; :func:`build_model` imports the constructor on use.
+The constructors are in :mod:`mnistlab.models.factories`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import importlib
+import os
+from collections.abc import Sequence
 from types import MappingProxyType
 from typing import TYPE_CHECKING
 
-import torch
-from torch import nn
-
 from mnistlab.errors import ConfigError
-from mnistlab.models.cnn import FastCNN, PytorchExampleNet
-from mnistlab.models.deep import DeepCNN
-from mnistlab.models.lenet import LeNet5
-from mnistlab.models.mlp import MLP
 
 if TYPE_CHECKING:
+    from torch import nn
+
     from mnistlab.config import ModelConfig
 
-Factory = Callable[[Sequence[int] | None, float | None, float], nn.Module]
-
-
-def _scale(channels: Sequence[int], width: float) -> tuple[int, ...]:
-    return tuple(max(1, round(c * width)) for c in channels)
-
-
-def _mlp(hidden: Sequence[int] | None, dropout: float | None, width: float) -> nn.Module:
-    return MLP(hidden=_scale(hidden or (512, 256), width), dropout=0.2 if dropout is None else dropout)
-
-
-def _lenet5(hidden: Sequence[int] | None, dropout: float | None, width: float) -> nn.Module:
-    return LeNet5(channels=_scale((6, 16), width), dropout=dropout or 0.0)
-
-
-def _lenet_wide(hidden: Sequence[int] | None, dropout: float | None, width: float) -> nn.Module:
-    # The lecture's variant: the same LeNet layout with many more filters per convolution layer.
-    return LeNet5(channels=_scale((32, 64), width), dropout=dropout or 0.0)
-
-
-def _cnn(hidden: Sequence[int] | None, dropout: float | None, width: float) -> nn.Module:
-    return FastCNN(channels=_scale((16, 32, 64), width), dropout=dropout or 0.0)
-
-
-def _deep_cnn(hidden: Sequence[int] | None, dropout: float | None, width: float) -> nn.Module:
-    return DeepCNN(channels=_scale((16, 32, 64), width), dropout=dropout or 0.0)
-
-
-def _pytorch_example(hidden: Sequence[int] | None, dropout: float | None, width: float) -> nn.Module:
-    return PytorchExampleNet()
-
-
-MODELS: MappingProxyType[str, Factory] = MappingProxyType(
+MODELS: MappingProxyType[str, str] = MappingProxyType(
     {
-        "mlp": _mlp,
-        "lenet5": _lenet5,
-        "lenet-wide": _lenet_wide,
-        "cnn": _cnn,
-        "deep-cnn": _deep_cnn,
-        "pytorch-example": _pytorch_example,
+        "mlp": "mnistlab.models.factories:mlp",
+        "lenet5": "mnistlab.models.factories:lenet5",
+        "lenet-wide": "mnistlab.models.factories:lenet_wide",
+        "cnn": "mnistlab.models.factories:cnn",
+        "deep-cnn": "mnistlab.models.factories:deep_cnn",
+        "pytorch-example": "mnistlab.models.factories:pytorch_example",
     }
 )
 
@@ -75,10 +41,44 @@ def build_model(
 ) -> nn.Module:
     """Build a freshly initialised model by registry name."""
     try:
-        factory = MODELS[name]
+        module, _, function = MODELS[name].partition(":")
     except KeyError:
         raise ConfigError(f"unknown model {name!r}; choose one of: {', '.join(MODELS)}") from None
-    return factory(hidden, dropout, width)
+    import torch
+
+    if torch.get_default_device().type != "meta":  # on meta: shapes only, nothing to allocate
+        check_fits_in_memory(name, hidden=hidden, dropout=dropout, width=width)
+    return getattr(importlib.import_module(module), function)(hidden, dropout, width)
+
+
+def check_fits_in_memory(
+    name: str, *, hidden: Sequence[int] | None = None, dropout: float | None = None, width: float = 1.0
+) -> None:
+    """A model whose float32 weights alone exceed the machine's memory is a ConfigError, found on the meta
+    device (shapes, no memory) before anything is allocated. A config's ranges let a model be very wide
+    (``hidden`` up to 10**7 units a layer), and a config.json may be edited: without this, such a model died
+    in torch's allocator with a traceback, or was killed by the kernel as it filled its pages."""
+    import torch
+
+    memory = _physical_memory()
+    if memory is None:
+        return
+    with torch.device("meta"):
+        weights = count_parameters(build_model(name, hidden=hidden, dropout=dropout, width=width))
+    if weights * 4 > memory:  # bytes of float32 weights, before gradients and optimiser state
+        knobs = f"width {width:g}" + (f", hidden {list(hidden)}" if hidden else "")
+        raise ConfigError(
+            f"model {name} ({knobs}) has {weights:,} parameters ({weights * 4 / 2**30:,.1f} GiB of float32 "
+            f"weights), more than this machine's {memory / 2**30:.1f} GiB of memory"
+        )
+
+
+def _physical_memory() -> int | None:
+    """Bytes of RAM (None where the platform does not say)."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, ValueError, OSError):
+        return None
 
 
 def model_from_config(config: ModelConfig) -> nn.Module:
@@ -96,6 +96,7 @@ def flops_per_image(model: nn.Module, image_shape: tuple[int, int, int] = (1, 28
     It counts matrix multiplies and convolutions (>95 % of the work here) and ignores BatchNorm, ReLU and
     pooling. A training step costs about 3x this (forward, plus two products of the same size backward).
     """
+    import torch
     from torch.utils.flop_counter import FlopCounterMode
 
     was_training = model.training

@@ -122,6 +122,9 @@ def fit(
             "train_accuracy": stats["accuracy"],
             "steps": stats["steps"],
             "lr": lr_at(lr, step + stats["steps"]),  # the next step's, as the torch path records it
+            "lr_peak": max(
+                (lr_at(lr, s) for s in range(step, step + stats["steps"])), default=lr_at(lr, step)
+            ),
             "seconds": round(time.perf_counter() - t0, 4),
         }
         step += stats["steps"]

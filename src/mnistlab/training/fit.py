@@ -19,26 +19,31 @@ from pathlib import Path
 import torch
 
 from mnistlab.config import TrainConfig
-from mnistlab.errors import ConfigError, TrainingDiverged
-from mnistlab.models import count_parameters, model_from_config
+from mnistlab.errors import ConfigError, RunError, TrainingDiverged
+from mnistlab.models import check_fits_in_memory, count_parameters, model_from_config
 from mnistlab.runs import (
     CHECKPOINT_FILE,
+    CONFIG_FILE,
     MODEL_FILE,
     Run,
     append_metrics,
     create_run_dir,
     hold_run_folder,
     read_config,
+    read_steps,
     recording_errors,
     save_model_file,
+    steps_record,
     write_config,
     write_metrics,
+    write_steps,
     write_summary,
 )
 from mnistlab.testhooks import crash_point
 from mnistlab.training import distributed
 from mnistlab.training.checkpoint import (
     TrainState,
+    check_checkpoint_fits,
     check_resumable,
     config_change,
     restore_checkpoint,
@@ -56,7 +61,14 @@ from mnistlab.training.numpy_engine import (
     check_config,
 )
 from mnistlab.training.progress import Reporter
-from mnistlab.training.trainer import Splits, Trainer, build_trainer, prepare_data
+from mnistlab.training.trainer import (
+    SMOKE_STEPS_ENV,
+    Splits,
+    Trainer,
+    build_trainer,
+    prepare_data,
+    smoke_steps,
+)
 
 EpochCallback = Callable[[dict], None]
 AnyTrainer = Trainer | NumpyTrainer  # the torch Trainer, or the NumPy engine behind the same epoch interface
@@ -131,9 +143,12 @@ def _fit(
     folder = dist.on_main(lambda: _open_folder(config, place))  # None: a dry run, or not rank 0
     state = _restore(trainer, place.resume, changes)
     reporter.line(_banner(config, trainer, splits, folder))
+    reporter.line(_legend(config, splits))
     for epoch in state.epochs_left(trainer.last_epoch):
-        record = trainer.epoch(epoch, reporter).record
+        result = trainer.epoch(epoch, reporter)
+        record = result.record
         _check_finite(record, config)
+        state.steps.append(steps_record(epoch, result.step_losses))
         is_best = state.observe(record, config.monitor, trainer.model)
         reporter.line(_epoch_line(record, trainer.last_epoch, is_best))
         for callback in callbacks if dist.is_main else ():  # like the run folder: rank 0 only
@@ -182,8 +197,20 @@ def _resume_changes(config: TrainConfig, place: Place, dist: SingleProcess) -> d
         place.held.enter_context(hold_run_folder(resume))
     stored = read_config(resume)
     changes = resume_changes(stored, config, resume)
+    _check_model_fits(resume, config)
     config.out = stored.out
     return changes
+
+
+def _check_model_fits(resume: Path, config: TrainConfig) -> None:
+    """The resumed config.json's model must fit in memory and its checkpoint (checked on the meta device,
+    before any data is read or the folder touched); a RunError naming the file otherwise."""
+    m = config.model
+    try:
+        check_fits_in_memory(m.name, hidden=m.hidden, dropout=m.dropout, width=m.width)
+    except ConfigError as exc:
+        raise RunError(f"{resume / CONFIG_FILE}: {exc}") from None
+    check_checkpoint_fits(resume, config)
 
 
 def _build(config: TrainConfig, dist: SingleProcess) -> tuple[Splits, AnyTrainer]:
@@ -212,6 +239,7 @@ def _open_folder(config: TrainConfig, place: Place) -> Path | None:
     config.out = str(folder)
     write_config(folder, config)
     write_metrics(folder, [])
+    write_steps(folder, [])
     crash_point("run-folder-ready")
     return folder
 
@@ -232,8 +260,10 @@ def _restore(trainer: AnyTrainer, resume: Path | None, changes: dict) -> TrainSt
         return state
     restore_checkpoint(resume, trainer, state)  # every rank reads the same files
     state.config_history.append(config_change(changes, len(state.history)))
+    state.steps = [s for s in read_steps(resume) if s["epoch"] <= len(state.history)]
     if trainer.dist.is_main:  # the folder says exactly what the checkpoint holds, and the config it now runs
         write_metrics(resume, state.history)
+        write_steps(resume, state.steps)
         write_config(resume, c)
     return state
 
@@ -249,9 +279,12 @@ def _check_finite(record: dict, config: TrainConfig) -> None:
 
 
 def _checkpoint(trainer: AnyTrainer, state: TrainState, folder: Path | None) -> None:
-    """last.safetensors first, then the metrics line: a crash between them loses nothing on resume."""
+    """steps.jsonl, last.safetensors, then the metrics line: a crash between any two loses nothing on resume
+    (the steps may run one epoch ahead of the checkpoint; a resume cuts them back to it)."""
     if trainer.config.dry_run:
         return
+    if folder is not None:
+        write_steps(folder, state.steps)
     if not isinstance(trainer, NumpyTrainer):  # a numpy-engine run is not resumable: no checkpoint
         # a collective: every rank takes part; each rank's own streams (dropout, distortions) come to rank 0
         rng_states = trainer.dist.gather_rng_states(trainer.generator_states())
@@ -271,6 +304,8 @@ def _finish(
     environment = describe_environment(dist.device) | {"world_size": dist.world_size}
     if config.engine == "numpy":
         environment |= blas_environment()
+    if smoke_steps():
+        environment["smoke_steps"] = smoke_steps()  # a smoke test's run: its figures mean nothing
     summary = summarise(config, count_parameters(model), state, environment)
     if not config.dry_run:
         test = splits.score_test(model, config.eval_batch_size, config.amp, dist)
@@ -321,6 +356,24 @@ def _banner(config: TrainConfig, trainer: AnyTrainer, splits: Splits, folder: Pa
         f"images, device {dist.device}, {threads}"
         + (f" x {dist.world_size} processes ({dist.backend})" if dist.enabled else "")
         + (f", run folder {folder}" if folder else " (dry run: nothing is written)")
+        + (
+            f"; SMOKE TEST: {smoke_steps()} steps per epoch at most ({SMOKE_STEPS_ENV})"
+            if smoke_steps()
+            else ""
+        )
+    )
+
+
+def _legend(config: TrainConfig, splits: Splits) -> str:
+    """What the epoch lines show, said once: they stay short, and the `*` is never a mystery."""
+    best = (
+        f"; * = best epoch so far by {config.monitor} (its weights are kept)"
+        if splits.val is not None
+        else ""
+    )
+    return (
+        "each epoch: train and val loss (nats/image) and accuracy, the peak learning rate of its steps, "
+        f"seconds{best}"
     )
 
 
@@ -331,5 +384,5 @@ def _epoch_line(record: dict, epochs: int, is_best: bool) -> str:
     ]
     if "val_loss" in record:
         parts.append(f"val loss {record['val_loss']:.4f} acc {100 * record['val_accuracy']:.2f} %")
-    parts += [f"lr {record['lr']:.4g}", f"{record['seconds']:.1f} s"]
+    parts += [f"peak lr {record.get('lr_peak', record['lr']):.2e}", f"{record['seconds']:.1f} s"]
     return "  ".join(parts) + ("  *" if is_best else "")

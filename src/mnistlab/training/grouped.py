@@ -19,7 +19,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,7 +32,7 @@ from mnistlab.fileio import load_tensors
 from mnistlab.inference import autocast_for
 from mnistlab.models import model_from_config
 from mnistlab.models.grouped import GroupedNetwork, join_tensors, split_tensor
-from mnistlab.runs import CHECKPOINT_FILE, Run
+from mnistlab.runs import CHECKPOINT_FILE, Run, steps_record
 from mnistlab.training.checkpoint import TrainState
 from mnistlab.training.distributed import SingleProcess
 
@@ -43,6 +43,7 @@ from mnistlab.training.fit import (
     _checkpoint,
     _epoch_line,
     _finish,
+    _legend,
     _open_folder,
     _restore,
     _resume_changes,
@@ -50,7 +51,7 @@ from mnistlab.training.fit import (
 )
 from mnistlab.training.loop import EpochSums
 from mnistlab.training.optim import build_optimizer
-from mnistlab.training.progress import Reporter
+from mnistlab.training.progress import Reporter, StepCallback
 from mnistlab.training.trainer import Splits, Trainer, build_trainer, prepare_data
 
 # Fields in which the members of one group may differ: each member's own seed and folder.
@@ -101,6 +102,7 @@ def fit_group(
         members = [_member(c, p, ch, splits, dist) for c, p, ch in zip(configs, places, changes, strict=True)]
         group = _build_group(members, configs[0])
         reporter.line(f"training {len(members)} members at once as one grouped network on {device}")
+        reporter.line(_legend(configs[0], splits))
         for epoch in range(members[0].state.next_epoch, members[0].trainer.last_epoch + 1):
             _grouped_epoch(group, epoch, reporter)
         return [_finish(m.trainer, splits, m.state, m.folder, reporter) for m in members]
@@ -168,10 +170,12 @@ def _grouped_epoch(group: Group, epoch: int, reporter: Reporter) -> None:
             "train_accuracy": epoch_sums.accuracy,
             "steps": epoch_sums.steps,
             "lr": trainer.optimizer.param_groups[0]["lr"],
+            "lr_peak": epoch_sums.lr_peak,  # the largest lr a step of this epoch used (the group's, shared)
             "seconds": round(seconds / len(group.members), 4),  # this member's share of the grouped epoch
             "members_at_once": len(group.members),
         } | trainer.validate()
         _check_finite(record, trainer.config)
+        state.steps.append(steps_record(epoch, epoch_sums.step_losses))
         is_best = state.observe(record, trainer.config.monitor, trainer.model)
         reporter.line(
             f"member {index + 1}/{len(group.members)}  " + _epoch_line(record, first.last_epoch, is_best)
@@ -180,7 +184,7 @@ def _grouped_epoch(group: Group, epoch: int, reporter: Reporter) -> None:
 
 
 def train_group_epoch(
-    group: Group, epoch: int, steps: int, on_step: Callable[[int], None] | None = None
+    group: Group, epoch: int, steps: int, on_step: StepCallback | None = None
 ) -> list[EpochSums]:
     """Epoch ``epoch`` in grouped steps; each member's own sums (loss, correct answers, images, step losses)."""
     trainers, network = group.trainers, group.network
@@ -190,10 +194,11 @@ def train_group_epoch(
     loss_sums = torch.zeros(count, device=device, dtype=torch.float64)
     correct = torch.zeros(count, device=device, dtype=torch.int64)
     step_losses: list[torch.Tensor] = []
-    seen = 0
+    seen, lr_peak = 0, 0.0
     for step, batches in enumerate(zip(*(t.batches(epoch) for t in trainers), strict=True)):
         if step >= steps:
             break
+        lr_peak = max(lr_peak, group.optimizer.param_groups[0]["lr"])  # the lr this step uses
         x = torch.cat([xb for xb, _ in batches], dim=1)  # (B, N, 28, 28): member n's images in channel n
         y = torch.stack([yb for _, yb in batches])  # (N, B)
         losses, logits = grouped_step(group, x, y, trainers[0].config)
@@ -202,12 +207,14 @@ def train_group_epoch(
         loss_sums += losses.double() * y.shape[1]
         correct += (logits.argmax(dim=2) == y).sum(dim=1)
         seen += y.shape[1]
-        if on_step is not None:
-            on_step(step + 1)
+        if on_step is not None:  # the progress counts every member's images; its loss is the members' mean
+            on_step(step + 1, seen * count, step_losses)
     per_step = torch.stack(step_losses).cpu() if step_losses else torch.zeros(0, count)  # (steps, N)
     loss_sums, correct = loss_sums.cpu(), correct.cpu()  # one host sync per epoch
     return [
-        EpochSums(loss_sums[n].item(), int(correct[n]), seen, len(step_losses), per_step[:, n].tolist())
+        EpochSums(
+            loss_sums[n].item(), int(correct[n]), seen, len(step_losses), per_step[:, n].tolist(), lr_peak
+        )
         for n in range(count)
     ]
 

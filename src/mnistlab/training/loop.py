@@ -31,6 +31,7 @@ class EpochSums:
     count: int  # images seen (a distributed run counts its padding images too)
     steps: int  # optimiser updates
     step_losses: list[float] = field(default_factory=list)  # per step, batch-mean nats; this process's own
+    lr_peak: float = 0.0  # the largest learning rate any step of the epoch used
 
     @property
     def loss(self) -> float:
@@ -87,7 +88,7 @@ def train_one_epoch(
     label_smoothing: float = 0.0,
     amp: bool = False,
     max_steps: int | None = None,
-    on_step: Callable[[int], None] | None = None,
+    on_step: Callable[[int, int, list[torch.Tensor]], None] | None = None,
     step_fn: StepFn | None = None,
 ) -> EpochSums:
     """Train on every mini-batch once; the gradient of each step is the batch-mean gradient.
@@ -95,17 +96,20 @@ def train_one_epoch(
     Returns the epoch's sums: loss x images, correct answers, images and steps, plus the per-step losses.
     ``step_fn`` replaces the eager step, e.g. with a CUDA-graph replay (:class:`mnistlab.training.graphs.GraphedStep`); it must
     train on the batch exactly as :func:`eager_step` does and return a loss tensor that the next step leaves
-    alone (every step's loss is kept until the epoch ends).
+    alone (every step's loss is kept until the epoch ends). ``on_step(steps, images, step_losses)`` is called
+    after each step with the steps and images done so far and every step's loss tensor (still on the device:
+    reading them is the caller's choice, e.g. a progress line every few seconds).
     """
     model.train()
     device = next(model.parameters()).device
     loss_sum = torch.zeros((), device=device, dtype=torch.float64)
     correct = torch.zeros((), device=device, dtype=torch.int64)
     step_losses: list[torch.Tensor] = []
-    seen = 0
+    seen, lr_peak = 0, 0.0
     for step, (x, y) in enumerate(batches):
         if max_steps is not None and step >= max_steps:
             break
+        lr_peak = max(lr_peak, optimizer.param_groups[0]["lr"])  # the lr this step uses (a float)
         if step_fn is None:
             loss, logits = eager_step(model, optimizer, x, y, label_smoothing=label_smoothing, amp=amp)
         else:
@@ -118,7 +122,7 @@ def train_one_epoch(
         correct += (logits.detach().argmax(dim=1) == y).sum()
         seen += y.shape[0]
         if on_step is not None:
-            on_step(step + 1)
+            on_step(step + 1, seen, step_losses)
         crash_point("step")  # test-only: the crash-matrix tests kill the process mid-epoch here
     losses = torch.stack(step_losses).cpu() if step_losses else torch.zeros(0)
-    return EpochSums(loss_sum.item(), int(correct.item()), seen, len(step_losses), losses.tolist())
+    return EpochSums(loss_sum.item(), int(correct.item()), seen, len(step_losses), losses.tolist(), lr_peak)

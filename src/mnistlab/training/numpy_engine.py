@@ -50,7 +50,7 @@ from mnistlab.scratch import (
 from mnistlab.training.distributed import SingleProcess, env_ranks
 from mnistlab.training.optim import lr_multiplier
 from mnistlab.training.progress import Reporter
-from mnistlab.training.trainer import EpochResult, Splits, prepare_data
+from mnistlab.training.trainer import EpochResult, Splits, prepare_data, step_cap
 
 CPU = torch.device("cpu")
 
@@ -173,7 +173,7 @@ class NumpyTrainer:
     def steps_per_epoch(self) -> int:
         """ceil(N / batch) for a whole epoch; fewer with max_steps or a dry run (as the torch Trainer)."""
         full = math.ceil(len(self.train[1]) / self.config.batch_size)
-        limit = self.config.dry_run_batches if self.config.dry_run else self.config.max_steps
+        limit = step_cap(self.config.dry_run_batches if self.config.dry_run else self.config.max_steps)
         return min(full, limit) if limit else full
 
     def epoch(self, number: int, reporter: Reporter | None = None) -> EpochResult:
@@ -191,13 +191,14 @@ class NumpyTrainer:
             stats = train_epoch(
                 self.net, self.sgd, *self.train, _reported(batches, on_step), self.lr, self.step
             )
-        self.step += stats["steps"]
+        first, self.step = self.step, self.step + stats["steps"]
         record = {
             "epoch": number,
             "train_loss": stats["loss"],
             "train_accuracy": stats["accuracy"],
             "steps": stats["steps"],
             "lr": self.lr(self.step),  # the next step's, as the torch path records it
+            "lr_peak": max(map(self.lr, range(first, self.step)), default=self.lr(first)),
             "seconds": round(time.perf_counter() - t0, 4),
         }
         copy_weights(self.net, self.model)
@@ -215,12 +216,14 @@ class NumpyTrainer:
         return {"val_loss": scores["loss"], "val_accuracy": scores["accuracy"]}
 
 
-def _reported(batches: Iterable[np.ndarray], on_step: Callable[[int], None] | None) -> Iterator[np.ndarray]:
-    """The batches, telling the progress bar after each step (``on_step`` None: no bar)."""
+def _reported(batches: Iterable[np.ndarray], on_step: Callable[..., None] | None) -> Iterator[np.ndarray]:
+    """The batches, telling the progress after each step: steps and images done (``on_step`` None: none)."""
+    images = 0
     for done, rows in enumerate(batches, start=1):
         yield rows
+        images += len(rows)
         if on_step is not None:
-            on_step(done)
+            on_step(done, images)
 
 
 def build_numpy_trainer(
@@ -260,7 +263,7 @@ def train_numpy(config: TrainConfig, splits: Splits | None = None, dtype: type =
         lr=lr,
         val=val,
         orders=torch_orders(len(train[0]), config.seed),
-        max_steps=config.max_steps,
+        max_steps=step_cap(config.max_steps),
         monitor=config.monitor,
     )
     return NumpyRun(net, result, splits)

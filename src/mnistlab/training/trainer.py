@@ -23,8 +23,9 @@ Seams:
 
 from __future__ import annotations
 
+import os
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 import torch
@@ -41,6 +42,9 @@ from mnistlab.training.graphs import GraphedStep
 from mnistlab.training.loop import StepFn, train_one_epoch
 from mnistlab.training.optim import build_optimizer, build_scheduler
 from mnistlab.training.progress import Reporter
+
+SMOKE_STEPS_ENV = "MNISTLAB_SMOKE_STEPS"
+SMOKE_IMAGES = 1000  # images per split (train, validation, test) under a smoke test
 
 
 @dataclass
@@ -83,12 +87,15 @@ def prepare_data(config: TrainConfig, device: torch.device, progress: bool = Tru
     train_idx, val_idx = split_train_val(images.shape[0], dc.val_size, split_seed)
     if dc.train_subset is not None:
         train_idx = train_idx[: dc.train_subset]
+    smoke = SMOKE_IMAGES if smoke_steps() else None  # a smoke test: every split cut short (None: all)
+    train_idx, val_idx = train_idx[:smoke], val_idx[:smoke]
     pre = Preprocessor.fit(images[train_idx], mode=dc.normalize, stats=dc.norm_stats)
 
     def split(x: torch.Tensor, y: torch.Tensor) -> TensorSplit:
         return TensorSplit(pre(x), y).to(device)
 
-    test = split(torch.from_numpy(arrays.test_images), torch.from_numpy(arrays.test_labels).long())
+    test_images, test_labels = arrays.test_images[:smoke], arrays.test_labels[:smoke]
+    test = split(torch.from_numpy(test_images), torch.from_numpy(test_labels).long())
     val = split(images[val_idx], labels[val_idx]) if len(val_idx) else None
     return Splits(split(images[train_idx], labels[train_idx]), val, test, pre)
 
@@ -125,7 +132,7 @@ class Trainer:
         full = self.train.num_batches(
             self.dist.local_batch_size(self.config.batch_size), shard=self.dist.shard
         )
-        limit = self.config.dry_run_batches if self.config.dry_run else self.config.max_steps
+        limit = step_cap(self.config.dry_run_batches if self.config.dry_run else self.config.max_steps)
         return min(full, limit) if limit else full
 
     def batches(self, epoch: int = 1) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
@@ -146,6 +153,8 @@ class Trainer:
         reporter = reporter or Reporter(quiet=True)
         t0 = time.perf_counter()
         with reporter.epoch_bar(f"epoch {number}/{self.last_epoch}", self.steps_per_epoch) as on_step:
+            if on_step is not None and self.dist.world_size > 1:  # the progress shows all processes' images
+                on_step = _scaled_images(on_step, self.dist.world_size)
             sums = train_one_epoch(
                 self.step_model,
                 self.batches(number),
@@ -164,7 +173,8 @@ class Trainer:
             "train_loss": sums.loss,
             "train_accuracy": sums.accuracy,
             "steps": sums.steps,
-            "lr": self.optimizer.param_groups[0]["lr"],
+            "lr": self.optimizer.param_groups[0]["lr"],  # where the schedule stands: the next step's lr
+            "lr_peak": sums.lr_peak,  # the largest lr a step of this epoch used
             "seconds": round(time.perf_counter() - t0, 4),
         }
         return EpochResult(record | self.validate(), sums.step_losses)
@@ -178,6 +188,34 @@ class Trainer:
             images, labels = images[: self.config.eval_batch_size], labels[: self.config.eval_batch_size]
         val = self.dist.evaluate(self.model, images, labels, self.config.eval_batch_size, self.config.amp)
         return {"val_loss": val["loss"], "val_accuracy": val["accuracy"]}
+
+
+def smoke_steps() -> int | None:
+    """``MNISTLAB_SMOKE_STEPS``: a cap on the steps of every epoch of every training loop, for smoke tests.
+
+    With it, every training, validation and test split holds at most :data:`SMOKE_IMAGES` images and the lab
+    experiments shrink their settings (:func:`mnistlab.lab.common.smoke_settings`), so that every command
+    that trains (train, lab, --seeds, --report) runs its whole code path in seconds, e.g. to check that the
+    README's commands work after an install (tests/test_readme_commands.py). The numbers it gives mean
+    nothing; a run made with it says so in its banner and its summary (``environment.smoke_steps``).
+    """
+    value = os.environ.get(SMOKE_STEPS_ENV, "").strip()
+    if not value:
+        return None
+    if not value.isdigit() or int(value) < 1:
+        raise ConfigError(f"{SMOKE_STEPS_ENV} must be a whole number of steps >= 1, got {value!r}")
+    return int(value)
+
+
+def step_cap(max_steps: int | None) -> int | None:
+    """The steps an epoch may take: ``max_steps`` and the smoke-test cap, whichever is smaller (None: all)."""
+    caps = [n for n in (max_steps, smoke_steps()) if n]
+    return min(caps) if caps else None
+
+
+def _scaled_images(on_step: Callable[..., None], world_size: int) -> Callable[..., None]:
+    """An on_step callback that reports ``world_size`` times this process's images (each takes a share)."""
+    return lambda done, images, losses: on_step(done, images * world_size, losses)
 
 
 def build_trainer(
