@@ -218,3 +218,27 @@ def test_api_number_mode_returns_the_same_as_the_library(app_run, sure_digits):
             "/api/predict?number=1", files={"file": ("b.png", png(np.full((50, 80), 200.0)), "image/png")}
         )
         assert blank.status_code == 422 and "no ink found" in blank.json()["detail"]
+
+
+def test_two_sure_touching_digits_beat_one_wide_digit_read_a_little_surer():
+    """Hand calculation: two slices each read at 0.96 (log 2 x -0.041 = -0.082) against their union read as
+    one digit at 0.93 (log -0.073). A bare sum of log-probabilities keeps the merged digit (the miss of
+    touching digits on the validation photos); the per-digit bonus (0.1) makes the pair win, while a digit
+    clearly surer merged (0.99 against 2 x 0.80) still wins merged."""
+    from mnistlab.app.segment import DIGIT_BONUS, best_split, digit_scores
+
+    spans = [(0, 1), (1, 2), (0, 2)]
+
+    def probs(sure: list[float]) -> np.ndarray:
+        out = np.full((len(sure), 10), 0.0)
+        for row, p in zip(out, sure, strict=True):
+            row[:] = (1 - p) / 9
+            row[3] = p
+        return out
+
+    scores = digit_scores(probs([0.96, 0.96, 0.93]), np.zeros(3))
+    assert np.allclose(scores, np.log([0.96, 0.96, 0.93]) + DIGIT_BONUS)
+    assert best_split(2, spans, scores) == [0, 1]
+    assert best_split(2, spans, digit_scores(probs([0.8, 0.8, 0.99]), np.zeros(3))) == [2]
+    penalised = digit_scores(probs([0.96, 0.96, 0.93]), np.array([0.0, 0.3, 0.0]))  # a costly cut
+    assert best_split(2, spans, penalised) == [2]
