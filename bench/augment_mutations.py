@@ -3,12 +3,13 @@
 python bench/augment_mutations.py [INDEX ...]   (from the repository root; ~7 min on the shared 2-core box)
 """
 
-import os
-import subprocess
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from mutations import run_mutations
+
 MUTATIONS = [
     (
         "no preprocessing inversion: sample the standardised values with zero padding",
@@ -146,39 +147,5 @@ MUTATIONS = [
         "test_bad_magnitudes",
     ),
 ]
-only = sys.argv[1:]
-for i, (name, file, old, new, tests) in enumerate(MUTATIONS):
-    if only and str(i) not in only:
-        continue
-    path = ROOT / file
-    original = path.read_text()
-    assert original.count(old) == 1, (name, old)
-    path.write_text(original.replace(old, new))
-    try:
-        r = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "pytest",
-                "-q",
-                "-x",
-                "tests/test_data_augment.py",
-                "-k",
-                tests,
-                "-p",
-                "no:cacheprovider",
-            ],
-            cwd=ROOT,
-            capture_output=True,
-            text=True,
-            env=os.environ | {"PYTHONPATH": str(ROOT / "src")},
-        )
-        failed = [line for line in r.stdout.splitlines() if line.startswith("FAILED")]
-        print(
-            f"[{i}] {name}: {'CAUGHT by ' + failed[0].split('::')[1].split(' ')[0] if failed else 'NOT CAUGHT'} (rc {r.returncode})",
-            flush=True,
-        )
-        if not failed and r.returncode != 0:
-            print(r.stdout[-1500:])
-    finally:
-        path.write_text(original)
+# each entry names its tests by a -k expression within tests/test_data_augment.py
+run_mutations([(*m[:4], ["tests/test_data_augment.py", "-k", m[4]]) for m in MUTATIONS], sys.argv[1:])

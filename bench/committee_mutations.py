@@ -4,12 +4,13 @@ mutation, run the named tests, restore; print which test caught it.
     python bench/committee_mutations.py [INDEX ...]   (from the repository root; ~15-25 min on the shared 2-core box)
 """
 
-import os
-import subprocess
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from mutations import run_mutations
+
 C, G = "tests/test_committee.py", "tests/test_grouped.py"
 MUTATIONS = [
     (
@@ -154,29 +155,4 @@ MUTATIONS = [
         [G, "-k", "interrupted"],
     ),
 ]
-only = sys.argv[1:]
-for i, (name, file, old, new, tests) in enumerate(MUTATIONS):
-    if only and str(i) not in only:
-        continue
-    path = ROOT / file
-    original = path.read_text()
-    assert original.count(old) == 1, (name, old)
-    path.write_text(original.replace(old, new))
-    try:
-        r = subprocess.run(
-            [sys.executable, "-m", "pytest", "-q", "-x", *tests, "-p", "no:cacheprovider"],
-            cwd=ROOT,
-            capture_output=True,
-            text=True,
-            env=os.environ | {"PYTHONPATH": str(ROOT / "src")},
-        )
-        failed = [line for line in r.stdout.splitlines() if line.startswith(("FAILED", "ERROR"))]
-        caught = failed[0].split("::")[1].split(" ")[0] if failed else None
-        print(
-            f"[{i}] {name}: {'CAUGHT by ' + caught if caught else 'NOT CAUGHT'} (rc {r.returncode})",
-            flush=True,
-        )
-        if not failed and r.returncode != 0:
-            print(r.stdout[-1500:])
-    finally:
-        path.write_text(original)
+run_mutations(MUTATIONS, sys.argv[1:])

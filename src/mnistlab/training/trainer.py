@@ -135,7 +135,7 @@ class Trainer:
         limit = step_cap(self.config.dry_run_batches if self.config.dry_run else self.config.max_steps)
         return min(full, limit) if limit else full
 
-    def batches(self, epoch: int = 1) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    def batches(self, epoch: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         """Epoch ``epoch``'s mini-batches (x (B, 1, 28, 28), y (B,)) on the device, in the seeded data order."""
         per_step = self.dist.local_batch_size(self.config.batch_size)  # images per step on this process
         order = self.generators["order"]
