@@ -314,7 +314,7 @@ def test_a_completed_committee_grows_into_the_one_trained_at_once(committee, tmp
     with pytest.raises(RunError, match="already completed"):
         mnistlab.train(resume=cfg.out)
     for fewer in (2, 1):
-        with pytest.raises(ConfigError, match="grow, not shrink|needs --members >= 2"):
+        with pytest.raises(ConfigError, match=r"grow, not shrink|needs --members >= 2"):
             mnistlab.train(_with_members(cfg.out, fewer), resume=cfg.out)
 
 
