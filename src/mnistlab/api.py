@@ -17,7 +17,7 @@ from pathlib import Path
 from mnistlab.config import TrainConfig
 from mnistlab.errors import ConfigError
 from mnistlab.recipes import recipe
-from mnistlab.runs import Run, load_run, read_config
+from mnistlab.runs import MEMBERS_DIR, Run, load_run, read_config
 from mnistlab.training.committee import train_committee
 from mnistlab.training.fit import EpochCallback, fit
 from mnistlab.training.progress import Reporter
@@ -46,7 +46,8 @@ def train(
     """
     if config is None:
         config = read_config(resume) if resume is not None else recipe()
-    if config.members > 1 or (resume is not None and read_config(resume).members > 1):
+    # A committee's folder holds members/: resuming it with --members 1 is then the committee's error to name.
+    if config.members > 1 or (resume is not None and (Path(resume) / MEMBERS_DIR).is_dir()):
         if callbacks:
             raise ConfigError("epoch callbacks belong to one run; a committee's members are separate runs")
         return train_committee(config, resume=resume, overwrite=overwrite, reporter=reporter)
