@@ -292,6 +292,38 @@ def test_resume_skips_complete_members_resumes_the_interrupted_and_starts_the_mi
         mnistlab.train(resume=cfg.out)
 
 
+def test_a_completed_committee_grows_into_the_one_trained_at_once(committee, tmp_path):
+    """`--resume RUN --members 3` on a complete committee of 2: member 2 is trained, members 0-1 are not
+    touched, and the result is the committee trained with --members 3 from the start."""
+    reference, _ = committee
+    cfg = committee_config(tmp_path / "run")
+    cfg.members = 2
+    small = mnistlab.train(cfg)
+    members = Path(cfg.out) / "members"
+    untouched = {k: (members / k / "model.safetensors").stat().st_mtime_ns for k in ("0", "1")}
+    grown = mnistlab.train(_with_members(cfg.out, MEMBERS), resume=cfg.out)
+    assert {k: (members / k / "model.safetensors").stat().st_mtime_ns for k in ("0", "1")} == untouched
+    for name, tensor in reference.model.state_dict().items():
+        assert torch.equal(grown.model.state_dict()[name], tensor), name
+    assert grown.summary["members"] == MEMBERS
+    assert grown.summary["test_accuracy"] == reference.summary["test_accuracy"]
+    assert grown.summary["member_runs"][2]["seed"] == cfg.seed + 2
+    earlier = json.loads((Path(cfg.out) / "summary-2-members.json").read_text())
+    assert earlier["members"] == 2 and earlier["test_accuracy"] == small.summary["test_accuracy"]
+    assert read_config(cfg.out).members == MEMBERS
+    with pytest.raises(RunError, match="already completed"):
+        mnistlab.train(resume=cfg.out)
+    for fewer in (2, 1):
+        with pytest.raises(ConfigError, match=r"grow, not shrink|needs --members >= 2"):
+            mnistlab.train(_with_members(cfg.out, fewer), resume=cfg.out)
+
+
+def _with_members(folder: str | Path, members: int) -> TrainConfig:
+    config = read_config(folder)
+    config.members = members
+    return config
+
+
 # ---- several processes --------------------------------------------------------------------------------------
 def test_nproc_2_trains_the_same_members_as_one_process(committee, tmp_path):
     """`mnistlab train --members 3 --nproc 2` under torchrun (gloo): members 0 and 2 on rank 0, member 1 on

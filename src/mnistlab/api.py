@@ -46,7 +46,7 @@ def train(
     """
     if config is None:
         config = read_config(resume) if resume is not None else recipe()
-    if config.members > 1:
+    if config.members > 1 or (resume is not None and read_config(resume).members > 1):
         if callbacks:
             raise ConfigError("epoch callbacks belong to one run; a committee's members are separate runs")
         return train_committee(config, resume=resume, overwrite=overwrite, reporter=reporter)

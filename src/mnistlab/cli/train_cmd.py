@@ -16,7 +16,8 @@ from mnistlab.errors import ConfigError
 RESUME_HELP = (
     "Continue the interrupted run in this folder. Other flags must match its config, except "
     + ", ".join(resume_safe_flags())
-    + " (e.g. more --epochs), which are recorded in its summary's config_history."
+    + " (e.g. more --epochs), which are recorded in its summary's config_history. A committee, complete or "
+    "not, also grows: --members N larger than it has trains the new members and combines them all."
 )
 
 

@@ -21,6 +21,7 @@ The story: open the folder, train this process's members, wait for the other pro
 from __future__ import annotations
 
 import copy
+import os
 import statistics
 import time
 from dataclasses import dataclass
@@ -161,13 +162,38 @@ def _open_folder(config: TrainConfig, resume: Path | None, overwrite: bool) -> s
         config.out = str(folder)
         write_config(folder, config)
         return str(folder)
-    if (resume / SUMMARY_FILE).is_file():
-        raise RunError(f"{resume}: nothing to resume (the committee already completed)")
+    return _reopen_folder(config, resume)
+
+
+def _reopen_folder(config: TrainConfig, resume: Path) -> str:
+    """The committee being resumed or grown: checked against ``config``, whose config.json it then gets."""
     stored = read_config(resume)
-    if resume_changes(stored, config, resume):  # a ConfigError for any change that makes another committee
+    # --members may grow (members are independent runs on the shared split), never shrink; any other change
+    # that makes another committee is a ConfigError from resume_changes.
+    if config.members < stored.members:
+        raise ConfigError(
+            f"cannot resume {resume} with --members {config.members}: it has {stored.members} members; "
+            "a committee can grow, not shrink"
+        )
+    grows = config.members > stored.members
+    if (resume / SUMMARY_FILE).is_file() and not grows:
+        raise RunError(
+            f"{resume}: nothing to resume (the committee of {stored.members} already completed; "
+            f"--members N with N > {stored.members} adds members to it)"
+        )
+    if resume_changes(with_values(stored, {"members": config.members}), config, resume) or grows:
+        _keep_earlier_summary(resume, stored.members)  # first: the folder is incomplete from here on
         config.out = str(resume)
         write_config(resume, config)
     return str(resume)
+
+
+def _keep_earlier_summary(folder: Path, members: int) -> None:
+    """A completed committee that grows keeps its smaller self's figures as summary-<members>-members.json;
+    summary.json (the mark of a complete committee) comes back when the grown one is combined."""
+    summary = folder / SUMMARY_FILE
+    if summary.is_file():
+        os.replace(summary, folder / f"summary-{members}-members.json")
 
 
 def _train_members(members: list[Member], device: torch.device, at_once: int, reporter: Reporter) -> None:
