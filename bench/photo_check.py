@@ -34,17 +34,27 @@ from mnistlab.errors import MnistlabError
 from paper_photos import CONDITIONS, NUMBERS, photo_set
 
 
-def write_photos(folder: Path, n: int, split: str, seed: int) -> None:
-    """Render the photo set into ``folder`` unless it is there already (a file per photo, label in the name)."""
+def validation_digits(run, arrays) -> tuple[np.ndarray, np.ndarray]:
+    """The training images ``run`` held out for validation (its own split: seed and size from its config),
+    so that choices made on val photos never see digits the model was trained on."""
+    from mnistlab.data import split_train_val
+
+    data = run.config.data
+    seed = run.config.seed if data.split_seed is None else data.split_seed
+    _, val = split_train_val(arrays.train_images.shape[0], data.val_size, seed)
+    return arrays.train_images[val.numpy()], arrays.train_labels[val.numpy()]
+
+
+def write_photos(run, folder: Path, n: int, split: str, seed: int) -> None:
+    """Render the photo set into ``folder`` unless it is there already (a file per photo, label in the name):
+    MNIST test digits, or with ``split`` "val" the run's validation digits."""
     if (folder / "done.json").exists():
         return
     from mnistlab.data import load_dataset
 
     arrays = load_dataset("mnist", progress=False)
     images, labels = (
-        (arrays.test_images, arrays.test_labels)
-        if split == "test"
-        else (arrays.train_images, arrays.train_labels)
+        (arrays.test_images, arrays.test_labels) if split == "test" else validation_digits(run, arrays)
     )
     folder.mkdir(parents=True, exist_ok=True)
     for condition in (*CONDITIONS, NUMBERS):
@@ -144,7 +154,12 @@ def main() -> None:
     parser.add_argument("run_dir", type=Path)
     parser.add_argument("folder", type=Path, help="where the photos are written once, then read back")
     parser.add_argument("--n", type=int, default=100, help="photos per condition, and numbers")
-    parser.add_argument("--split", choices=["val", "test"], default="test", help="MNIST digits rendered")
+    parser.add_argument(
+        "--split",
+        choices=["val", "test"],
+        default="test",
+        help="MNIST test digits, or the run's validation digits",
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, help="also write the results as JSON here")
     parser.add_argument(
@@ -152,8 +167,8 @@ def main() -> None:
     )
     args = parser.parse_args()
     torch.set_num_threads(1)
-    write_photos(args.folder, args.n, args.split, args.seed)
     run = load_run(args.run_dir)
+    write_photos(run, args.folder, args.n, args.split, args.seed)
     if args.picture:
         picture(run, args.folder, args.picture)
         return

@@ -128,10 +128,11 @@ def touching_gap(left: np.ndarray, right: np.ndarray) -> int:
 
 
 def number_photo(
-    digits: list[np.ndarray], gaps: list[int | None], break_digit: int | None = None
+    digits: list[np.ndarray], gaps: list[int | None], break_digit: int | None = None, band: int = 7
 ) -> np.ndarray:
     """MNIST digits written 3x in a row on light paper with the given gaps (pixels; None: the strokes touch).
-    ``break_digit``: that digit gets a band of paper across its middle (a pen that skipped)."""
+    ``break_digit``: that digit gets a band of paper ``band`` rows high across its middle (a pen that
+    skipped)."""
     inks = []
     for d in digits:
         ink = np.asarray(Image.fromarray(d).resize((84, 84), Image.Resampling.BICUBIC)) / 255.0
@@ -139,7 +140,7 @@ def number_photo(
         inks.append(ink[:, cols[0] : cols[-1] + 1])
     if break_digit is not None:
         inks[break_digit] = inks[break_digit].copy()
-        inks[break_digit][38:45] = 0.0
+        inks[break_digit][38 : 38 + band] = 0.0
     gaps = [touching_gap(a, b) if g is None else g for a, b, g in zip(inks[:-1], inks[1:], gaps, strict=True)]
     width = 40 + sum(i.shape[1] for i in inks) + sum(gaps)
     alpha = np.zeros((160, width))
@@ -242,3 +243,54 @@ def test_two_sure_touching_digits_beat_one_wide_digit_read_a_little_surer():
     assert best_split(2, spans, digit_scores(probs([0.8, 0.8, 0.99]), np.zeros(3))) == [2]
     penalised = digit_scores(probs([0.96, 0.96, 0.93]), np.array([0.0, 0.3, 0.0]))  # a costly cut
     assert best_split(2, spans, penalised) == [2]
+
+
+def test_a_digit_broken_by_a_skipped_pen_is_inked_over_between_its_pieces():
+    """Hand-built: a bar 6 px wide, 60 px tall (the row's height), broken across by a gap of BRIDGE h rows.
+    The bridged mask fills the gap in the bar's columns (one piece again), the filled pixels take the
+    strokes' typical contrast (their 90th percentile), the strokes keep theirs, and nothing is added beside
+    the bar. A gap wider than twice BRIDGE h (two digits, or strokes far apart) and a digit in one piece are
+    left as they are."""
+    from scipy import ndimage
+
+    from mnistlab.app.segment import BRIDGE, bridge_gaps
+
+    h = 60
+    gap = max(1, round(BRIDGE * h))
+
+    def bar(gap: int) -> tuple[np.ndarray, np.ndarray]:
+        mask = np.zeros((h, 20), dtype=bool)
+        mask[:, 7:13] = True
+        mask[28 : 28 + gap] = False
+        contrast = np.where(mask, np.linspace(1.0, 2.0, h)[:, None], 0.05).astype(np.float32)
+        return contrast, mask
+
+    contrast, mask = bar(gap)
+    filled, bridged = bridge_gaps(contrast, mask, h)
+    assert ndimage.label(mask, structure=np.ones((3, 3)))[1] == 2
+    assert ndimage.label(bridged, structure=np.ones((3, 3)))[1] == 1
+    assert bridged[28 : 28 + gap, 8:12].all() and not bridged[:, :7].any() and not bridged[:, 13:].any()
+    assert np.array_equal(filled[mask], contrast[mask])
+    assert np.allclose(filled[bridged & ~mask], np.percentile(contrast[mask], 90))
+    wide_contrast, wide_mask = bar(2 * gap + 4)
+    same_contrast, same_mask = bridge_gaps(wide_contrast, wide_mask, h)
+    assert np.array_equal(same_mask, wide_mask) and np.array_equal(same_contrast, wide_contrast)
+    whole = np.zeros((h, 20), dtype=bool)
+    whole[5:50, 7:13] = True
+    assert bridge_gaps(contrast, whole, h)[1] is whole
+
+
+def test_a_number_with_a_digit_broken_by_a_thin_band_reads_that_digit_in_one_piece(app_run, sure_digits):
+    """End to end: a band of 3 rows (the digit's ink is about 60 px tall, so under twice BRIDGE h) breaks the
+    third digit; what the model saw for it is one piece of ink, as for the same digit unbroken, and the
+    number is read right."""
+    images, labels = sure_digits
+    pick, gaps = [0, 3, 5, 8], [14, 16, 12]
+    truth = "".join(str(labels[i]) for i in pick)
+    whole = read_number_in(app_run, png(number_photo([images[i] for i in pick], gaps)), "whole.png")
+    photo = number_photo([images[i] for i in pick], gaps, break_digit=2, band=3)
+    assert count_pieces(photo) > count_pieces(number_photo([images[i] for i in pick], gaps))
+    broken = read_number_in(app_run, png(photo), "broken.png")
+    assert "".join(str(d.label) for d in broken) == truth == "".join(str(d.label) for d in whole)
+    seen = [count_pieces(255 - d.input_28x28.astype(np.float64)) for d in (whole[2], broken[2])]
+    assert seen[1] == seen[0]
