@@ -301,7 +301,16 @@ def test_a_completed_committee_grows_into_the_one_trained_at_once(committee, tmp
     small = mnistlab.train(cfg)
     members = Path(cfg.out) / "members"
     untouched = {k: (members / k / "model.safetensors").stat().st_mtime_ns for k in ("0", "1")}
+    older = members / "0" / "summary.json"  # as if member 0 had been trained by an earlier commit
+    summary = json.loads(older.read_text())
+    summary["environment"]["git_commit"] = "0" * 40
+    older.write_text(json.dumps(summary))
     grown = mnistlab.train(_with_members(cfg.out, MEMBERS), resume=cfg.out)
+    rows = grown.summary["member_runs"]
+    assert [rows[0]["git_commit"], rows[2]["git_commit"]] == [
+        "0" * 40,
+        grown.summary["environment"]["git_commit"],
+    ]
     assert {k: (members / k / "model.safetensors").stat().st_mtime_ns for k in ("0", "1")} == untouched
     for name, tensor in reference.model.state_dict().items():
         assert torch.equal(grown.model.state_dict()[name], tensor), name

@@ -304,6 +304,9 @@ def _member_row(index: int, run: Run) -> dict:
         "val_accuracy": s.get("best_val_accuracy"),  # the kept weights' accuracy on the shared split
         "test_accuracy": s["test_accuracy"],
         "train_seconds": s.get("train_seconds", 0.0),
+        # The code that trained this member: a committee resumed or grown may hold members of several commits,
+        # while the committee's own environment is read when it is combined.
+        "git_commit": s.get("environment", {}).get("git_commit"),
     }
 
 
