@@ -240,7 +240,7 @@ def append_metrics(run_dir: Path, record: dict) -> None:
 
 def write_metrics(run_dir: Path, history: list[dict]) -> None:
     """Replace metrics.jsonl with exactly ``history``, atomically."""
-    atomic_write(run_dir / METRICS_FILE, "".join(json.dumps(record) + "\n" for record in history))
+    _write_jsonl(run_dir / METRICS_FILE, history)
 
 
 def steps_record(epoch: int, step_losses: list[float]) -> dict:
@@ -257,7 +257,12 @@ def read_steps(run_dir: str | Path) -> list[dict]:
 def write_steps(run_dir: Path, epochs: list[dict]) -> None:
     """Replace steps.jsonl with ``epochs`` (records of :func:`steps_record`), atomically: a small file, rewritten
     whole at each epoch's end so that it is never half-written."""
-    atomic_write(run_dir / STEPS_FILE, "".join(json.dumps(record) + "\n" for record in epochs))
+    _write_jsonl(run_dir / STEPS_FILE, epochs)
+
+
+def _write_jsonl(path: Path, records: list[dict]) -> None:
+    """Replace ``path`` with one JSON object per line, atomically (what :func:`_read_jsonl` reads back)."""
+    atomic_write(path, "".join(json.dumps(record) + "\n" for record in records))
 
 
 def read_summary(run_dir: str | Path) -> dict:
