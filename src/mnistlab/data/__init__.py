@@ -6,8 +6,9 @@ Imports nothing from training, models or the CLI. The names below load their sub
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from mnistlab.lazy import lazy_exports
 
 if TYPE_CHECKING:
     from mnistlab.data.batching import TensorSplit, split_train_val
@@ -46,10 +47,7 @@ _SUBMODULE = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    if name in _SUBMODULE:
-        return getattr(importlib.import_module(f"mnistlab.data.{_SUBMODULE[name]}"), name)
-    raise AttributeError(f"module 'mnistlab.data' has no attribute {name!r}")
+__getattr__ = lazy_exports(__name__, _SUBMODULE)
 
 
 __all__ = [

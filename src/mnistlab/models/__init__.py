@@ -7,9 +7,9 @@ list the model names without importing torch.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from mnistlab.lazy import lazy_exports
 from mnistlab.models.registry import (
     build_model,
     check_fits_in_memory,
@@ -27,19 +27,16 @@ if TYPE_CHECKING:
     from mnistlab.models.mlp import MLP
 
 _CLASSES = {
-    "MLP": "mnistlab.models.mlp",
-    "FastCNN": "mnistlab.models.cnn",
-    "PytorchExampleNet": "mnistlab.models.cnn",
-    "Committee": "mnistlab.models.committee",
-    "DeepCNN": "mnistlab.models.deep",
-    "LeNet5": "mnistlab.models.lenet",
+    "MLP": "mlp",
+    "FastCNN": "cnn",
+    "PytorchExampleNet": "cnn",
+    "Committee": "committee",
+    "DeepCNN": "deep",
+    "LeNet5": "lenet",
 }
 
 
-def __getattr__(name: str) -> Any:
-    if name in _CLASSES:
-        return getattr(importlib.import_module(_CLASSES[name]), name)
-    raise AttributeError(f"module 'mnistlab.models' has no attribute {name!r}")
+__getattr__ = lazy_exports(__name__, _CLASSES)
 
 
 __all__ = [
