@@ -423,3 +423,57 @@ def test_lab_committee_writes_its_figures(tmp_path, monkeypatch):
     results = json.loads((out / "results.json").read_text())
     assert len(results["accuracy_by_size"]["test"]) == 3 and results["order"] == "member index"
     assert json.loads((out / "committee" / "summary.json").read_text())["members"] == 3
+
+
+# ---- a committee of several models (--member-models) -------------------------------------------------------
+def mixed_config(out: Path) -> TrainConfig:
+    """An mlp and a cnn taking turns: 3 members on 2,000 images, 4 steps an epoch, one thread."""
+    cfg = tiny_mlp_config(out)
+    cfg.members, cfg.member_models, cfg.threads, cfg.max_steps = 3, ("mlp", "cnn"), 1, 4
+    return cfg
+
+
+def test_a_committee_of_two_models_gives_each_member_its_own_models_recipe(tmp_path):
+    from mnistlab.recipes import long_recipe
+
+    cfg = mixed_config(tmp_path / "run")
+    run = mnistlab.train(cfg)
+    configs = [read_config(run.path / "members" / str(k)) for k in range(3)]
+    assert [c.model.name for c in configs] == ["mlp", "cnn", "mlp"]
+    assert [c.seed for c in configs] == [0, 1, 2] and {c.data.split_seed for c in configs} == {0}
+    # member 1 trains the cnn's own recipe (its optimiser: SGD at 0.1, not the mlp's Adam) with the
+    # committee's own changes to its first model's recipe (1 epoch instead of the mlp's 5; hidden 64)
+    assert configs[1].optim == long_recipe("cnn").optim and configs[1].optim != cfg.optim
+    assert (configs[1].epochs, configs[1].model.hidden) == (1, (64,))
+    assert configs[0].optim == cfg.optim and configs[0].model == cfg.model
+    s = run.summary
+    assert s["member_models"] == ["mlp", "cnn"]
+    assert [r["model"] for r in s["member_runs"]] == ["mlp", "cnn", "mlp"]
+    # loaded from its files, it is the mean of its three different members
+    loaded = mnistlab.load_run(run.path)
+    assert [type(m).__name__ for m in loaded.model.members] == [
+        type(mnistlab.load_run(run.path / "members" / str(k)).model).__name__ for k in range(3)
+    ]
+    images = torch.from_numpy(load_dataset("mnist", progress=False).test_images[:50])
+    members = [mnistlab.load_run(run.path / "members" / str(k)) for k in range(3)]
+    expected = torch.stack([m.predict(images) for m in members]).mean(0)
+    torch.testing.assert_close(loaded.predict(images), expected, atol=1e-6, rtol=1e-5)
+    assert loaded.evaluate()["accuracy"] == s["test_accuracy"]
+
+
+def test_member_models_are_checked_and_name_the_committees_model(tmp_path):
+    from mnistlab.cli.config_options import config_from_flags
+    from mnistlab.recipes import long_recipe
+
+    flags = {"members": 5, "member_models": ("lenet-wide", "deep-cnn")}
+    cfg = config_from_flags(flags)  # no --model: the first of --member-models, with its long recipe
+    assert cfg.model == long_recipe("lenet-wide").model and cfg.epochs == long_recipe("lenet-wide").epochs
+    with pytest.raises(ConfigError, match="must start with the committee's --model"):
+        config_from_flags(flags | {"model.name": "deep-cnn"})
+    with pytest.raises(ConfigError, match="needs a committee"):
+        config_from_flags({"model.name": "cnn", "member_models": ("cnn", "mlp")})
+    unknown = mixed_config(tmp_path / "run")
+    unknown.member_models = ("mlp", "resnet-1000")
+    with pytest.raises(ConfigError, match="unknown model 'resnet-1000'"):
+        mnistlab.train(unknown)
+    assert not (tmp_path / "run").exists()  # refused before anything was written

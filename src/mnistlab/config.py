@@ -240,6 +240,15 @@ class TrainConfig:
         "Committee: train this many members (seeds seed..seed+N-1, one shared validation split), each a "
         "run in RUN/members/K, and combine them; 1 = one ordinary run.",
     )
+    # Members that differ in more than the seed: on split 0's validation images, a lenet-wide member added
+    # more to five deep-cnn members than a sixth deep-cnn seed did (docs/recipe-search.md).
+    member_models: tuple[str, ...] | None = opt(
+        None,
+        "Committee of several models: member K trains the (K mod n)-th of these n models, comma-separated "
+        "(e.g. deep-cnn,lenet-wide; the first is --model), with that model's long-budget recipe (its model, "
+        "optimiser and epochs; flags that change those apply to every member); unset = every member trains "
+        "--model.",
+    )
     combine: CombineRule = opt(
         "mean", "Committee: mean of the members' softmax outputs, or a majority vote (ties: the mean)."
     )
@@ -295,7 +304,22 @@ class TrainConfig:
             (self.patience is None or d.val_size > 0, "early stopping needs a validation split"),
             (1 <= self.members <= MAX_MEMBERS, f"members must be in [1, {MAX_MEMBERS}], got {self.members}"),
             (self.members_at_once is None or self.members_at_once >= 1, "members at once must be >= 1"),
+            *self._member_model_problems(),
             *self.augment.problems(),
+        ]
+
+    def _member_model_problems(self) -> list[tuple[bool, str]]:
+        names = self.member_models
+        if names is None:
+            return []
+        return [
+            (self.members >= 2, "--member-models needs a committee (--members >= 2)"),
+            (1 <= len(names) <= MAX_MEMBERS, f"--member-models takes 1 to {MAX_MEMBERS} models"),
+            (
+                bool(names) and names[0] == self.model.name,
+                f"--member-models must start with the committee's --model ({self.model.name}), got "
+                f"{','.join(names[:5])}",
+            ),
         ]
 
     # ---- serialisation -----------------------------------------------------------------------------
@@ -449,8 +473,9 @@ def _type_mismatch(value: Any, tp: Any) -> str | None:
     if typing.get_origin(inner) is Literal:
         return None if isinstance(value, str) else "a string"
     if typing.get_origin(inner) is tuple:
-        ok = isinstance(value, list | tuple) and all(_type_mismatch(v, int) is None for v in value)
-        return None if ok else "a list of integers"
+        element = typing.get_args(inner)[0]  # tuple[int, ...] or tuple[str, ...]
+        ok = isinstance(value, list | tuple) and all(_type_mismatch(v, element) is None for v in value)
+        return None if ok else f"a list of {'strings' if element is str else 'integers'}"
     if inner is bool:
         return None if isinstance(value, bool) else "true or false"
     if inner is int:

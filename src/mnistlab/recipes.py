@@ -10,7 +10,19 @@ figures they reach are in BENCHMARKS.md, with the command that measured them.
 
 from __future__ import annotations
 
-from mnistlab.config import AugmentConfig, DataConfig, ModelConfig, OptimConfig, TrainConfig
+import copy
+
+from mnistlab.config import (
+    AugmentConfig,
+    DataConfig,
+    ModelConfig,
+    OptimConfig,
+    TrainConfig,
+    config_fields,
+    differences,
+    get_value,
+    with_values,
+)
 from mnistlab.errors import ConfigError
 
 
@@ -175,6 +187,30 @@ def starting_recipe(model: str | None = None, members: int = 1, engine: str = "t
     return committee_recipe(model, members, engine) if members >= 2 else recipe(model, engine)
 
 
+# What a member of a committee of several models (--member-models) takes from its own model's long-budget
+# recipe; everything else (data, distortions, batch, device, ...) is the committee's.
+MEMBER_RECIPE_SECTIONS = ("model", "optim", "epochs")
+
+
+def member_recipe(config: TrainConfig, index: int) -> TrainConfig:
+    """Committee ``config``'s member ``index`` before its seed and folder: ``config`` itself, or in a committee
+    of several models (``config.member_models``) the (index mod n)-th model with its own long-budget recipe's
+    model, optimiser and epochs, plus whatever ``config`` changed in those relative to its first model's long
+    recipe (``--epochs 1`` shortens every member)."""
+    names = config.member_models
+    if not names:
+        return copy.deepcopy(config)
+    first, own = long_recipe(config.model.name, config.engine), long_recipe(names[index % len(names)], config.engine)
+    values = {spec.path: get_value(own, spec.path) for spec in _member_recipe_fields()}
+    values |= {path: new for path, (_, new) in differences(first, config).items() if path in values}
+    values["model.name"] = own.model.name  # the one field that always differs
+    return with_values(config, values)
+
+
+def _member_recipe_fields() -> list:
+    return [s for s in config_fields(TrainConfig) if s.path.split(".")[0] in MEMBER_RECIPE_SECTIONS]
+
+
 def recipe(model: str | None = None, engine: str = "torch") -> TrainConfig:
     """A fresh copy of the default recipe for ``model`` on ``engine`` (callers may mutate it).
 
@@ -208,6 +244,7 @@ __all__ = [
     "TrainConfig",
     "committee_recipe",
     "long_recipe",
+    "member_recipe",
     "recipe",
     "starting_recipe",
 ]

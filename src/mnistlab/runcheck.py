@@ -190,6 +190,8 @@ def _names(names: list[str]) -> str:
 def _model_knobs(config: TrainConfig) -> str:
     m = config.model
     members = f", {config.members} members" if config.members > 1 else ""
+    if config.members > 1 and config.member_models:
+        members += f" of {','.join(config.member_models[:5])} in turn"
     return f"width {m.width:g}" + (f", hidden {list(m.hidden)}" if m.hidden else "") + members
 
 

@@ -33,6 +33,7 @@ from mnistlab.config import TrainConfig, with_values
 from mnistlab.errors import ConfigError, RunError
 from mnistlab.inference import score_committee
 from mnistlab.models import Committee
+from mnistlab.recipes import member_recipe
 from mnistlab.runs import (
     CHECKPOINT_FILE,
     CONFIG_FILE,
@@ -86,14 +87,16 @@ class Member:
 
 
 def member_config(config: TrainConfig, index: int, folder: Path) -> TrainConfig:
-    """The committee's config for member ``index``: seed + index, the committee's split seed, one run."""
+    """The committee's config for member ``index``: seed + index, the committee's split seed, one run; in a
+    committee of several models, its own model's recipe (:func:`mnistlab.recipes.member_recipe`)."""
     split_seed = config.seed if config.data.split_seed is None else config.data.split_seed
     return with_values(
-        config,
+        member_recipe(config, index),  # its own model's recipe in a committee of several models
         {
             "seed": config.seed + index,
             "data.split_seed": split_seed,
             "members": 1,
+            "member_models": None,
             "out": str(folder / MEMBERS_DIR / str(index)),
         },
     )
@@ -116,6 +119,8 @@ def train_committee(
         raise ConfigError(f"a committee needs --members >= 2, got {config.members}")
     if config.dry_run:
         raise ConfigError("--dry-run checks one run; leave out --members")
+    for k in range(min(config.members, len(config.member_models or ()))):
+        member_recipe(config, k)  # an unknown model is a ConfigError before any folder is made
     if resume is not None and overwrite:
         raise ConfigError("--resume continues a committee and --overwrite replaces one: choose one")
     with torch_threads(config.threads):
@@ -155,7 +160,8 @@ def _train_committee(
 def _open_folder(config: TrainConfig, resume: Path | None, overwrite: bool) -> str:
     """A new committee folder with its config.json, or the committee being resumed (checked, config updated)."""
     if resume is None:
-        folder = create_run_dir(config.out, f"{config.model.name}-committee", overwrite=overwrite)
+        name = "-".join(dict.fromkeys(config.member_models or (config.model.name,)))  # deep-cnn-lenet-wide
+        folder = create_run_dir(config.out, f"{name}-committee", overwrite=overwrite)
         if overwrite:
             with hold_run_folder(folder, empty_it=True):  # its lock while it is emptied
                 pass
@@ -202,8 +208,7 @@ def _train_members(members: list[Member], device: torch.device, at_once: int, re
     for m in members:
         if m.status() == "done":
             reporter.line(f"member {m.index} (seed {m.config.seed}): complete, in {m.folder}")
-    for start in range(0, len(pending), at_once):
-        group = pending[start : start + at_once]
+    for group in _groups(pending, at_once):
         for m in group:
             reporter.line(f"member {m.index} (seed {m.config.seed}) -> {m.folder}")
         resumes = [m.resume_from() for m in group]
@@ -211,6 +216,15 @@ def _train_members(members: list[Member], device: torch.device, at_once: int, re
             fit_group([m.config for m in group], resumes, device, reporter)
         else:
             fit(group[0].config, resume=resumes[0], reporter=reporter, process=SingleProcess(device))
+
+
+def _groups(members: list[Member], at_once: int) -> list[list[Member]]:
+    """``members`` in groups of up to ``at_once`` that one grouped network can train: members of one model
+    (a committee of several models groups each model's members apart)."""
+    by_model: dict[str, list[Member]] = {}
+    for m in members:
+        by_model.setdefault(m.config.model.name, []).append(m)
+    return [ms[i : i + at_once] for ms in by_model.values() for i in range(0, len(ms), at_once)]
 
 
 def _clear_untrained(folder: Path) -> None:
@@ -277,6 +291,7 @@ def committee_summary(
         "seed": config.seed,
         "split_seed": runs[0].config.data.split_seed,
         "members": config.members,
+        "member_models": list(config.member_models) if config.member_models else None,
         "combine": config.combine,
         "parameters": sum(run.summary.get("parameters", 0) for run in runs),
         "member_runs": members,
@@ -300,6 +315,7 @@ def _member_row(index: int, run: Run) -> dict:
         "member": index,
         "folder": f"{MEMBERS_DIR}/{index}",
         "seed": run.config.seed,
+        "model": run.config.model.name,
         "best_epoch": s.get("best_epoch"),
         "val_accuracy": s.get("best_val_accuracy"),  # the kept weights' accuracy on the shared split
         "test_accuracy": s["test_accuracy"],

@@ -1,0 +1,81 @@
+"""Validation only (issue 14): committees of one model against committees of two, over every subset.
+
+    PYTHONPATH=src python bench/committee_mixes_val.py A B [--size 5]
+
+A and B are committee folders on the same validation split (same split seed, val size and preprocessing;
+checked by comparing the labels), e.g. five-plus deep-cnn members and five lenet-wide members of one split
+seed. For each mix (k members of A and size - k of B, k = size..0) it scores every such subset on the
+validation split (mean of the softmax outputs) and prints the mean and spread of the validation errors and
+loss (nats/image, 10^-3) over the subsets, plus the subset that interleaves the members in the order that
+``--member-models A,B`` would train them (A's member 0, B's 1, A's 2, ...). The test split is never loaded.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import statistics
+import sys
+
+import torch
+
+from mnistlab.inference import member_log_probs
+from mnistlab.runs import load_run
+
+sys.path.insert(0, str(__import__("pathlib").Path(__file__).parent))
+from committee_mix_val import validation  # noqa: E402  (the run's validation split, its own preprocessing)
+
+
+def members_on_validation(folder: str) -> tuple[list[torch.Tensor], torch.Tensor, int]:
+    """(each member's (N, 10) validation log-probabilities, the labels, the split seed) of a committee."""
+    committee = load_run(folder)
+    split_seed = committee.summary["split_seed"]
+    val = validation(committee, split_seed)
+    with torch.no_grad():
+        members = list(member_log_probs(committee.model, val.images, 2000).cpu())
+    return members, val.labels.cpu(), split_seed
+
+
+def score(log_probs: list[torch.Tensor], labels: torch.Tensor) -> tuple[int, float]:
+    """(errors, loss in nats/image) of the mean of the members' probabilities."""
+    probs = torch.stack(log_probs).exp().mean(0)
+    return int((probs.argmax(1) != labels).sum()), float(torch.nn.functional.nll_loss(probs.log(), labels))
+
+
+def interleaved(a: list[torch.Tensor], b: list[torch.Tensor], size: int) -> list[torch.Tensor]:
+    """Member k of a committee trained with --member-models A,B: A's member k for even k, B's for odd k."""
+    return [(a if k % 2 == 0 else b)[k] for k in range(size)]
+
+
+def main(argv: list[str]) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("a")
+    parser.add_argument("b")
+    parser.add_argument("--size", type=int, default=5, help="members per committee")
+    args = parser.parse_args(argv)
+    a, labels, split_seed = members_on_validation(args.a)
+    b, labels_b, split_b = members_on_validation(args.b)
+    if split_b != split_seed or not torch.equal(labels, labels_b):
+        raise SystemExit(f"{args.b}: another validation split than {args.a}'s")
+    print(f"A = {args.a} ({len(a)} members), B = {args.b} ({len(b)} members), split seed {split_seed}")
+    for k in range(args.size, -1, -1):
+        if k > len(a) or args.size - k > len(b):
+            continue
+        scores = [
+            score([a[i] for i in ia] + [b[j] for j in ib], labels)
+            for ia in itertools.combinations(range(len(a)), k)
+            for ib in itertools.combinations(range(len(b)), args.size - k)
+        ]
+        errors, losses = [s[0] for s in scores], [1000 * s[1] for s in scores]
+        sd = statistics.stdev(losses) if len(losses) > 1 else 0.0
+        print(
+            f"{k} of A + {args.size - k} of B ({len(scores)} subsets): errors {statistics.fmean(errors):.1f} "
+            f"(min {min(errors)}, max {max(errors)}), loss {statistics.fmean(losses):.2f} ± {sd:.2f}"
+        )
+    if len(a) >= args.size and len(b) >= args.size:
+        errors, loss = score(interleaved(a, b, args.size), labels)
+        print(f"interleaved A,B (members 0..{args.size - 1}): {errors} errors, loss {1000 * loss:.2f}")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
