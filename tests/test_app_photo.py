@@ -294,3 +294,65 @@ def test_a_number_with_a_digit_broken_by_a_thin_band_reads_that_digit_in_one_pie
     assert "".join(str(d.label) for d in broken) == truth == "".join(str(d.label) for d in whole)
     seen = [count_pieces(255 - d.input_28x28.astype(np.float64)) for d in (whole[2], broken[2])]
     assert seen[1] == seen[0]
+
+
+def test_a_wide_zero_stays_whole_rather_than_two_confident_halves():
+    """Hand calculation of the aspect penalty (ASPECT_PENALTY 0.125): a 0 1.5 h wide and h tall read whole at
+    0.95 (z = ln(1.5 / 0.9) / 0.17 = 3.005, penalty 0.125 x (3.005 - 1.5)^2 = 0.283, score 0.1 + ln 0.95 -
+    0.283 = -0.234) against its halves, each 0.75 h wide, read as a 1 and a 7 at 0.85 (no shape penalty) with
+    a cut through two strokes (0.2): 2 x 0.1 + 2 ln 0.85 - 0.2 = -0.325. The whole 0 wins; with the old
+    penalty of 0.5 (1.13) the halves did."""
+    from mnistlab.app.segment import best_split, digit_scores, shape_penalty
+
+    h = 100
+    whole, left, right = (
+        (slice(0, h), slice(0, 150)),
+        (slice(0, h), slice(0, 75)),
+        (slice(0, h), slice(75, 150)),
+    )
+    assert shape_penalty(whole, h, 0) == pytest.approx(0.125 * (np.log(1.5 / 0.9) / 0.17 - 1.5) ** 2)
+    assert shape_penalty(left, h, 1) == 0.0 and shape_penalty(right, h, 7) == 0.0
+    probs = np.full((3, 10), 0.0)
+    for row, (label, p) in zip(probs, [(1, 0.85), (7, 0.85), (0, 0.95)], strict=True):
+        row[:] = (1 - p) / 9
+        row[label] = p
+    penalties = np.array([0.0, 0.2, shape_penalty(whole, h, 0)])
+    scores = digit_scores(probs, penalties)
+    assert scores == pytest.approx([0.1 + np.log(0.85), 0.1 + np.log(0.85) - 0.2, -0.234], abs=1e-3)
+    assert best_split(2, [(0, 1), (1, 2), (0, 2)], scores) == [2]
+
+
+def test_pieces_much_fainter_than_the_rows_digits_are_left_out():
+    """Hand-built row: three tall digits with ink levels 0.8, 0.9, 0.7 (median 0.8, floor PEN_LEVEL x 0.8 =
+    0.48), a short fragment of a broken digit at the pen's level, a tall faint remnant of a line at 0.3 and
+    one just over the floor at 0.5. The remnant alone is dropped; a row with no tall piece is left as is."""
+    from mnistlab.app.photo import component_boxes
+    from mnistlab.app.segment import PEN_LEVEL, ink_levels, same_pen
+
+    h = 60
+    mask = np.zeros((100, 400), dtype=bool)
+    contrast = np.zeros((100, 400), dtype=np.float32)
+    pieces = [(10, 0.8, h), (70, 0.9, h), (130, 0.7, h), (190, 0.8, 20), (250, 0.3, h), (310, 0.5, h)]
+    for x, level, tall in pieces:
+        mask[20 : 20 + tall, x : x + 8] = True
+        contrast[20 : 20 + tall, x : x + 8] = level
+        contrast[20 : 20 + tall, x] = 0.2  # the faint edge of the stroke, under the 90th percentile
+    labels, boxes, _ = component_boxes(mask)
+    order = list(range(len(boxes)))
+    levels = ink_levels(labels, contrast, boxes, order)
+    assert levels == pytest.approx([level for _, level, _ in pieces])
+    assert PEN_LEVEL == 0.6  # the floor above is for this value
+    assert same_pen(order, levels, boxes, h) == [0, 1, 2, 3, 5]
+    assert same_pen([3], levels[3:4], boxes, h) == [3]  # no tall piece: nothing to compare with
+
+
+def test_a_faint_line_remnant_beside_a_number_is_not_read_as_a_digit(app_run, sure_digits):
+    """End to end: a faint bar as tall as the digits (a remnant of a printed line, contrast about a third of the
+    ink's) beside a number is left out: the number is read as without it."""
+    images, labels = sure_digits
+    pick = [1, 2, 4]
+    truth = "".join(str(labels[i]) for i in pick)
+    photo = number_photo([images[i] for i in pick], [16, 10])
+    photo = np.pad(photo, ((0, 0), (0, 40)), constant_values=235.0)
+    photo[38:122, -30:-26] = 160.0  # 4 px wide, grey 160 on paper 235: ink is 25
+    assert "".join(str(d.label) for d in read_number_in(app_run, png(photo), "remnant.png")) == truth
