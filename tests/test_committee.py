@@ -433,11 +433,15 @@ def mixed_config(out: Path) -> TrainConfig:
     return cfg
 
 
-def test_a_committee_of_two_models_gives_each_member_its_own_models_recipe(tmp_path):
+@pytest.fixture(scope="module")
+def mixed(tmp_path_factory):
+    return mnistlab.train(mixed_config(tmp_path_factory.mktemp("mixed") / "run"))
+
+
+def test_a_committee_of_two_models_gives_each_member_its_own_models_recipe(mixed, tmp_path):
     from mnistlab.recipes import long_recipe
 
-    cfg = mixed_config(tmp_path / "run")
-    run = mnistlab.train(cfg)
+    run, cfg = mixed, mixed_config(tmp_path / "unused")
     configs = [read_config(run.path / "members" / str(k)) for k in range(3)]
     assert [c.model.name for c in configs] == ["mlp", "cnn", "mlp"]
     assert [c.seed for c in configs] == [0, 1, 2] and {c.data.split_seed for c in configs} == {0}
@@ -459,6 +463,17 @@ def test_a_committee_of_two_models_gives_each_member_its_own_models_recipe(tmp_p
     expected = torch.stack([m.predict(images) for m in members]).mean(0)
     torch.testing.assert_close(loaded.predict(images), expected, atol=1e-6, rtol=1e-5)
     assert loaded.evaluate()["accuracy"] == s["test_accuracy"]
+
+
+def test_a_committee_of_two_models_exports_and_reports_as_one(mixed, tmp_path):
+    from mnistlab.app.export import MAX_LOGIT_DIFF, VERIFY_IMAGES, export_run
+    from mnistlab.evaluation.report import run_report
+
+    report = export_run(mnistlab.load_run(mixed.path), "onnx", tmp_path / "mixed.onnx")
+    assert report.argmax_agree == VERIFY_IMAGES and report.max_abs_logit_diff <= MAX_LOGIT_DIFF
+    html = run_report(mixed.path, out=tmp_path / "report").read_text()
+    assert "<code>mlp</code> and <code>cnn</code> members" in html
+    assert "member 1 (seed 1, cnn)" in html and "member 2 (seed 2, mlp)" in html
 
 
 def test_member_models_are_checked_and_name_the_committees_model(tmp_path):
