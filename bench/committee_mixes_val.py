@@ -16,14 +16,15 @@ import argparse
 import itertools
 import statistics
 import sys
+from pathlib import Path
 
 import torch
 
 from mnistlab.inference import member_log_probs
 from mnistlab.runs import load_run
 
-sys.path.insert(0, str(__import__("pathlib").Path(__file__).parent))
-from committee_mix_val import validation  # noqa: E402  (the run's validation split, its own preprocessing)
+sys.path.insert(0, str(Path(__file__).parent))
+from committee_mix_val import validation  # the run's validation split, with its own preprocessing
 
 
 def members_on_validation(folder: str) -> tuple[list[torch.Tensor], torch.Tensor, int]:

@@ -200,7 +200,10 @@ def member_recipe(config: TrainConfig, index: int) -> TrainConfig:
     names = config.member_models
     if not names:
         return copy.deepcopy(config)
-    first, own = long_recipe(config.model.name, config.engine), long_recipe(names[index % len(names)], config.engine)
+    first, own = (
+        long_recipe(config.model.name, config.engine),
+        long_recipe(names[index % len(names)], config.engine),
+    )
     values = {spec.path: get_value(own, spec.path) for spec in _member_recipe_fields()}
     values |= {path: new for path, (_, new) in differences(first, config).items() if path in values}
     values["model.name"] = own.model.name  # the one field that always differs
