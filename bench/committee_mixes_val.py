@@ -31,6 +31,8 @@ def members_on_validation(folder: str) -> tuple[list[torch.Tensor], torch.Tensor
     """(each member's (N, 10) validation log-probabilities, the labels, the split seed) of a committee."""
     committee = load_run(folder)
     split_seed = committee.summary["split_seed"]
+    if split_seed is None:  # a member trained as a plain run (split seed unset = its seed) copied in
+        split_seed = committee.summary["seed"]
     val = validation(committee, split_seed)
     with torch.no_grad():
         members = list(member_log_probs(committee.model, val.images, 2000).cpu())
