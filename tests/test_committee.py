@@ -433,11 +433,15 @@ def mixed_config(out: Path) -> TrainConfig:
     return cfg
 
 
-def test_a_committee_of_two_models_gives_each_member_its_own_models_recipe(tmp_path):
+@pytest.fixture(scope="module")
+def mixed(tmp_path_factory):
+    return mnistlab.train(mixed_config(tmp_path_factory.mktemp("mixed") / "run"))
+
+
+def test_a_committee_of_two_models_gives_each_member_its_own_models_recipe(mixed, tmp_path):
     from mnistlab.recipes import long_recipe
 
-    cfg = mixed_config(tmp_path / "run")
-    run = mnistlab.train(cfg)
+    run, cfg = mixed, mixed_config(tmp_path / "unused")
     configs = [read_config(run.path / "members" / str(k)) for k in range(3)]
     assert [c.model.name for c in configs] == ["mlp", "cnn", "mlp"]
     assert [c.seed for c in configs] == [0, 1, 2] and {c.data.split_seed for c in configs} == {0}
@@ -459,6 +463,13 @@ def test_a_committee_of_two_models_gives_each_member_its_own_models_recipe(tmp_p
     expected = torch.stack([m.predict(images) for m in members]).mean(0)
     torch.testing.assert_close(loaded.predict(images), expected, atol=1e-6, rtol=1e-5)
     assert loaded.evaluate()["accuracy"] == s["test_accuracy"]
+
+
+def test_the_report_names_each_members_model(mixed):
+    from mnistlab.evaluation.report import _describe_model
+
+    assert "`mlp` and `cnn` members" in _describe_model("mlp", mixed.summary)
+    assert "`mlp` members" in _describe_model("mlp", mixed.summary | {"member_models": None})
 
 
 def test_member_models_are_checked_and_name_the_committees_model(tmp_path):

@@ -254,8 +254,9 @@ def _galleries(
 
 def _describe_model(name: str, s: dict) -> str:
     if s.get("kind") == "committee":
+        models = " and ".join(f"`{m}`" for m in s.get("member_models") or [name])  # several models in turn
         return (
-            f"A committee of {s['members']} `{name}` members ({s['combine']} of their softmax outputs; "
+            f"A committee of {s['members']} {models} members ({s['combine']} of their softmax outputs; "
             "each member's epoch chosen on validation)."
         )
     return f"Model `{name}`, {s.get('epochs_run', '?')} epochs, best epoch by validation {s.get('best_epoch', '?')}."
@@ -266,7 +267,7 @@ def _committee_section(report: Report, s: dict) -> None:
     report.heading("The committee and its members")
     rows = [
         [
-            f"member {m['member']} (seed {m['seed']})",
+            f"member {m['member']} (seed {m['seed']}{', ' + m['model'] if s.get('member_models') else ''})",
             _percent(m["val_accuracy"]),
             _percent(m["test_accuracy"]),
         ]
