@@ -308,6 +308,15 @@ class TrainConfig:
             *self.augment.problems(),
         ]
 
+    def member_model(self, index: int) -> ModelConfig:
+        """The model of committee member ``index``: ``model``, or in a committee of several models the
+        (index mod n)-th of ``member_models`` with ``model``'s width and hidden layers. Everything that shapes a
+        member's weights is here, so a committee's model file is rebuilt from its config alone; a member's
+        dropout (no weights) comes from its own recipe (:func:`mnistlab.recipes.member_recipe`)."""
+        if not self.member_models:
+            return copy.deepcopy(self.model)
+        return dataclasses.replace(self.model, name=self.member_models[index % len(self.member_models)])
+
     def _member_model_problems(self) -> list[tuple[bool, str]]:
         names = self.member_models
         if names is None:
