@@ -245,9 +245,9 @@ class TrainConfig:
     member_models: tuple[str, ...] | None = opt(
         None,
         "Committee of several models: member K trains the (K mod n)-th of these n models, comma-separated "
-        "(e.g. deep-cnn,lenet-wide; the first is --model), with that model's long-budget recipe (its model, "
-        "optimiser and epochs; flags that change those apply to every member); unset = every member trains "
-        "--model.",
+        "(e.g. deep-cnn,lenet-wide; the first is --model), with that model's long-budget recipe (its "
+        "dropout, optimiser and epochs; flags that change those apply to every member; --width and --hidden "
+        "are shared); unset = every member trains --model.",
     )
     combine: CombineRule = opt(
         "mean", "Committee: mean of the members' softmax outputs, or a majority vote (ties: the mean)."
