@@ -245,9 +245,9 @@ class TrainConfig:
     member_models: tuple[str, ...] | None = opt(
         None,
         "Committee of several models: member K trains the (K mod n)-th of these n models, comma-separated "
-        "(e.g. deep-cnn,lenet-wide; the first is --model), with that model's long-budget recipe (its model, "
-        "optimiser and epochs; flags that change those apply to every member); unset = every member trains "
-        "--model.",
+        "(e.g. deep-cnn,lenet-wide; the first is --model), with that model's long-budget recipe (its "
+        "dropout, optimiser and epochs; flags that change those apply to every member; --width and --hidden "
+        "are shared); unset = every member trains --model.",
     )
     combine: CombineRule = opt(
         "mean", "Committee: mean of the members' softmax outputs, or a majority vote (ties: the mean)."
@@ -307,6 +307,15 @@ class TrainConfig:
             *self._member_model_problems(),
             *self.augment.problems(),
         ]
+
+    def member_model(self, index: int) -> ModelConfig:
+        """The model of committee member ``index``: ``model``, or in a committee of several models the
+        (index mod n)-th of ``member_models`` with ``model``'s width and hidden layers. Everything that shapes a
+        member's weights is here, so a committee's model file is rebuilt from its config alone; a member's
+        dropout (no weights) comes from its own recipe (:func:`mnistlab.recipes.member_recipe`)."""
+        if not self.member_models:
+            return copy.deepcopy(self.model)
+        return dataclasses.replace(self.model, name=self.member_models[index % len(self.member_models)])
 
     def _member_model_problems(self) -> list[tuple[bool, str]]:
         names = self.member_models

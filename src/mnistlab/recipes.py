@@ -191,30 +191,28 @@ def starting_recipe(model: str | None = None, members: int = 1, engine: str = "t
 
 
 # What a member of a committee of several models (--member-models) takes from its own model's long-budget
-# recipe; everything else (data, distortions, batch, device, ...) is the committee's.
-MEMBER_RECIPE_SECTIONS = ("model", "optim", "epochs")
+# recipe; everything else (data, distortions, batch, device, the model's width and hidden layers: what shapes
+# the weights, TrainConfig.member_model) is the committee's.
+MEMBER_RECIPE_FIELDS = ("model.dropout", "optim.", "epochs")
 
 
 def member_recipe(config: TrainConfig, index: int) -> TrainConfig:
     """Committee ``config``'s member ``index`` before its seed and folder: ``config`` itself, or in a committee
-    of several models (``config.member_models``) the (index mod n)-th model with its own long-budget recipe's
-    model, optimiser and epochs, plus whatever ``config`` changed in those relative to its first model's long
-    recipe (``--epochs 1`` shortens every member)."""
-    names = config.member_models
-    if not names:
+    of several models (``config.member_models``) the (index mod n)-th model (:meth:`TrainConfig.member_model`)
+    with its own long-budget recipe's dropout, optimiser and epochs, plus whatever ``config`` changed in those
+    relative to its first model's long recipe (``--epochs 1`` shortens every member)."""
+    if not config.member_models:
         return copy.deepcopy(config)
-    first, own = (
-        long_recipe(config.model.name, config.engine),
-        long_recipe(names[index % len(names)], config.engine),
-    )
+    model = config.member_model(index)
+    first, own = long_recipe(config.model.name, config.engine), long_recipe(model.name, config.engine)
     values = {spec.path: get_value(own, spec.path) for spec in _member_recipe_fields()}
     values |= {path: new for path, (_, new) in differences(first, config).items() if path in values}
-    values["model.name"] = own.model.name  # the one field that always differs
+    values["model.name"] = model.name
     return with_values(config, values)
 
 
 def _member_recipe_fields() -> list:
-    return [s for s in config_fields(TrainConfig) if s.path.split(".")[0] in MEMBER_RECIPE_SECTIONS]
+    return [s for s in config_fields(TrainConfig) if s.path.startswith(MEMBER_RECIPE_FIELDS)]
 
 
 def recipe(model: str | None = None, engine: str = "torch") -> TrainConfig:

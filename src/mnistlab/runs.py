@@ -62,7 +62,6 @@ from mnistlab.fileio import (
 )
 from mnistlab.inference import evaluate, member_log_probs, predict_logits, resolve_device
 from mnistlab.models import Committee, model_from_config
-from mnistlab.recipes import member_recipe
 from mnistlab.runcheck import check_record, check_weights, config_from_metadata, preprocessor_from
 
 CONFIG_FILE = "config.json"
@@ -327,7 +326,7 @@ def read_model_file(path: Path, device: torch.device) -> tuple[TrainConfig, nn.M
 def model_for(config: TrainConfig) -> nn.Module:
     """A fresh model of a run's config: the registry's model, or a committee of ``config.members`` of them."""
     if config.members > 1:
-        models = [member_recipe(config, k).model for k in range(config.members)]  # several models, or one
+        models = [config.member_model(k) for k in range(config.members)]  # one model, or several in turn
         return Committee([model_from_config(m) for m in models], config.combine)
     return model_from_config(config.model)
 
