@@ -240,8 +240,8 @@ class TrainConfig:
         "Committee: train this many members (seeds seed..seed+N-1, one shared validation split), each a "
         "run in RUN/members/K, and combine them; 1 = one ordinary run.",
     )
-    # Members that differ in more than the seed: on split 0's validation images, a lenet-wide member added
-    # more to five deep-cnn members than a sixth deep-cnn seed did (docs/recipe-search.md).
+    # Members that differ in more than the seed, e.g. the lecture's LeNet beside its wide LeNet. (On split 0's
+    # validation images, lenet-wide members mixed into the deep-cnn committee did not help: BENCHMARKS.md.)
     member_models: tuple[str, ...] | None = opt(
         None,
         "Committee of several models: member K trains the (K mod n)-th of these n models, comma-separated "

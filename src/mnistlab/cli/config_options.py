@@ -66,9 +66,8 @@ def config_from_flags(flags: ConfigFlags, resume: Path | None = None) -> TrainCo
     from mnistlab.recipes import starting_recipe
 
     if resume is None:  # a new run: no torch needed to know its config (or to reject it)
-        model = (
-            flags.get("model.name") or (flags.get("member_models") or (None,))[0]
-        )  # --member-models a,b: a
+        first_member = (flags.get("member_models") or (None,))[0]  # --member-models a,b alone: --model a
+        model = flags.get("model.name") or first_member
         base = starting_recipe(model, flags.get("members", 1), flags.get("engine", "torch"))
     else:
         from mnistlab.runs import read_config
