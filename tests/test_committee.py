@@ -488,3 +488,23 @@ def test_member_models_are_checked_and_name_the_committees_model(tmp_path):
     with pytest.raises(ConfigError, match="unknown model 'resnet-1000'"):
         mnistlab.train(unknown)
     assert not (tmp_path / "run").exists()  # refused before anything was written
+
+
+@pytest.mark.parametrize(
+    ("names", "words"),
+    [
+        (["mlp", "resnet-1000"], "cannot be built: unknown model 'resnet-1000'"),
+        (["mlp", "mlp"], "weights are not those of its config's model .* of mlp,mlp in turn"),
+    ],
+)
+def test_a_model_file_whose_member_models_lie_is_one_line(mixed, tmp_path, names, words):
+    import shutil
+
+    from run_folders import edit_model_file
+
+    folder = tmp_path / "lying"
+    shutil.copytree(mixed.path, folder)
+    edit_model_file(folder, lambda raw: raw.update(member_models=names))
+    with pytest.raises(RunError, match=words) as caught:
+        mnistlab.load_run(folder)
+    assert "model.safetensors" in str(caught.value) and "\n" not in str(caught.value)

@@ -138,6 +138,8 @@ def test_a_checkpoint_is_checked_too(tmp_path, corpus, interrupted_in_epoch):
         ({"model": {"name": 3}}, "model.name must be a string, got 3"),
         ({"data": {"download": "yes"}}, "data.download must be true or false"),
         ({"optim": {"lr": None}}, "optim.lr must be given"),
+        ({"member_models": [1, 2]}, r"member_models must be a list of strings, got \[1, 2\]"),
+        ({"model": {"hidden": ["64"]}}, "model.hidden must be a list of integers"),
     ],
 )
 def test_config_values_must_have_their_declared_types(raw, words):
