@@ -21,6 +21,12 @@ from mnistlab.lab.common import load_splits
 from mnistlab.runs import Run, load_run
 
 
+def committee_split_seed(summary: dict) -> int:
+    """The split seed a committee's members share (unset in a member trained as a plain run and copied in:
+    then the committee's seed, which a plain run's split defaults to)."""
+    return summary["seed"] if summary["split_seed"] is None else summary["split_seed"]
+
+
 def validation(run: Run, split_seed: int):
     """The run's validation split with its own preprocessing applied."""
     config = TrainConfig.from_dict(run.config.to_dict() | {"members": 1})
@@ -51,7 +57,7 @@ def main(argv: list[str]) -> None:
     parser.add_argument("--first", type=int, default=5, help="K: the committee members to start from")
     args = parser.parse_args(argv)
     committee = load_run(args.committee)
-    split_seed = committee.summary["split_seed"]
+    split_seed = committee_split_seed(committee.summary)
     val = validation(committee, split_seed)
     labels = val.labels.cpu()
     members = list(member_log_probs(committee.model, val.images, 2000).cpu())  # M x (N, 10)

@@ -24,15 +24,13 @@ from mnistlab.inference import member_log_probs
 from mnistlab.runs import load_run
 
 sys.path.insert(0, str(Path(__file__).parent))
-from committee_mix_val import validation  # the run's validation split, with its own preprocessing
+from committee_mix_val import committee_split_seed, validation  # the shared split, its own preprocessing
 
 
 def members_on_validation(folder: str) -> tuple[list[torch.Tensor], torch.Tensor, int]:
     """(each member's (N, 10) validation log-probabilities, the labels, the split seed) of a committee."""
     committee = load_run(folder)
-    split_seed = committee.summary["split_seed"]
-    if split_seed is None:  # a member trained as a plain run (split seed unset = its seed) copied in
-        split_seed = committee.summary["seed"]
+    split_seed = committee_split_seed(committee.summary)
     val = validation(committee, split_seed)
     with torch.no_grad():
         members = list(member_log_probs(committee.model, val.images, 2000).cpu())

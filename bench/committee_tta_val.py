@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
-from committee_mix_val import validation  # the run's validation split, with its own preprocessing
+from committee_mix_val import committee_split_seed, validation  # the shared split, its own preprocessing
 from committee_mixes_val import score  # errors and loss of the mean of a list of log-probabilities
 from mnistlab.runs import load_run
 
@@ -49,8 +49,7 @@ def main(argv: list[str]) -> None:
     parser.add_argument("--size", type=int, default=5, help="members per committee")
     args = parser.parse_args(argv)
     committee = load_run(args.committee)
-    split_seed = committee.summary["split_seed"]
-    val = validation(committee, committee.summary["seed"] if split_seed is None else split_seed)
+    val = validation(committee, committee_split_seed(committee.summary))
     labels, members = val.labels.cpu(), list(committee.model.members)
     for name, views in VIEWS.items():
         lp = [member_log_probs(m.eval(), val.images, views).cpu() for m in members]
