@@ -221,28 +221,44 @@ def test_api_number_mode_returns_the_same_as_the_library(app_run, sure_digits):
         assert blank.status_code == 422 and "no ink found" in blank.json()["detail"]
 
 
+def sure_of(label_probs: list[tuple[int, float]]) -> np.ndarray:
+    """float (N, 10): each row p on its label and the rest spread evenly over the other nine classes."""
+    out = np.zeros((len(label_probs), 10))
+    for row, (label, p) in zip(out, label_probs, strict=True):
+        row[:] = (1 - p) / 9
+        row[label] = p
+    return out
+
+
+def candidate_scores(probs: np.ndarray, widths: list[float], pieces: list[list[float]], h: int) -> np.ndarray:
+    """Scores of candidates h tall and ``widths`` h wide, read the same at the row's scale and alone."""
+    from mnistlab.app.segment import WEIGHTS, features, model_features
+
+    boxes = [(slice(0, h), slice(0, round(w * h))) for w in widths]
+    return features(model_features(probs, probs, boxes, h), np.array(pieces)) @ WEIGHTS
+
+
 def test_two_sure_touching_digits_beat_one_wide_digit_read_a_little_surer():
-    """Hand calculation: two slices each read at 0.96 (log 2 x -0.041 = -0.082) against their union read as
-    one digit at 0.93 (log -0.073). A bare sum of log-probabilities keeps the merged digit (the miss of
-    touching digits on the validation photos); the per-digit bonus (0.1) makes the pair win, while a digit
-    clearly surer merged (0.99 against 2 x 0.80) still wins merged."""
-    from mnistlab.app.segment import DIGIT_BONUS, best_split, digit_scores
+    """Hand calculation with the fitted WEIGHTS: two touching 3s, each 0.7 h wide and read at 0.96, split by a
+    cut through one stroke, against their union, 1.5 h wide, read as one 3 at 0.93.
+    Left: z = ln(0.7 / 0.8) / 0.2 = -0.668 (no aspect cost), margin ln 0.96 - ln(0.04 / 9) = 5.375:
+    -0.1166 + 0.1687 ln 0.96 + 0.0087 x 0.668 + 0.0502 x 5.375 + 0.2554 ln 0.96 - 0.7272 x 0.7 - 0.1322 x 1
+    (the cut that ends it) = -0.4995. Right: the same, but starting at the cut: + 0.1839 - 0.2363 instead of
+    - 0.1322: -0.4197. Union: z = ln(1.5 / 0.8) / 0.2 = 3.143, aspect (3.143 - 1.5)^2 = 2.700, margin 4.784:
+    -0.1166 + 0.1687 ln 0.93 - 0.0592 x 2.700 + 0.0087 x 3.143 + 0.0502 x 4.784 + 0.2554 ln 0.93 - 0.7272 x 1.5
+    = -1.1305. The pair wins (-0.919); a union read at 0.999 against two halves at 0.6 is kept whole."""
+    from mnistlab.app.segment import FEATURES, best_split
 
-    spans = [(0, 1), (1, 2), (0, 2)]
-
-    def probs(sure: list[float]) -> np.ndarray:
-        out = np.full((len(sure), 10), 0.0)
-        for row, p in zip(out, sure, strict=True):
-            row[:] = (1 - p) / 9
-            row[3] = p
-        return out
-
-    scores = digit_scores(probs([0.96, 0.96, 0.93]), np.zeros(3))
-    assert np.allclose(scores, np.log([0.96, 0.96, 0.93]) + DIGIT_BONUS)
+    assert FEATURES[4:11] == (
+        "blank", "extra_tall", "cut", "cut_ink", "end_cut_ink", "extra_pieces", "extra_groups"
+    )  # fmt: skip
+    spans, h = [(0, 1), (1, 2), (0, 2)], 100
+    pieces = [[0, 0, 0, 0, 1, 0, 0], [0, 0, 1, 1, 0, 0, 0], [0] * 7]
+    scores = candidate_scores(sure_of([(3, 0.96), (3, 0.96), (3, 0.93)]), [0.7, 0.7, 1.5], pieces, h)
+    assert scores == pytest.approx([-0.4995, -0.4197, -1.1305], abs=1e-3)
     assert best_split(2, spans, scores) == [0, 1]
-    assert best_split(2, spans, digit_scores(probs([0.8, 0.8, 0.99]), np.zeros(3))) == [2]
-    penalised = digit_scores(probs([0.96, 0.96, 0.93]), np.array([0.0, 0.3, 0.0]))  # a costly cut
-    assert best_split(2, spans, penalised) == [2]
+    unsure = candidate_scores(sure_of([(3, 0.6), (3, 0.6), (0, 0.999)]), [0.7, 0.7, 1.5], pieces, h)
+    assert best_split(2, spans, unsure) == [2]
 
 
 def test_a_digit_broken_by_a_skipped_pen_is_inked_over_between_its_pieces():
@@ -296,29 +312,72 @@ def test_a_number_with_a_digit_broken_by_a_thin_band_reads_that_digit_in_one_pie
     assert seen[1] == seen[0]
 
 
-def test_a_wide_zero_stays_whole_rather_than_two_confident_halves():
-    """Hand calculation of the aspect penalty (ASPECT_PENALTY 0.125): a 0 1.5 h wide and h tall read whole at
-    0.95 (z = ln(1.5 / 0.9) / 0.17 = 3.005, penalty 0.125 x (3.005 - 1.5)^2 = 0.283, score 0.1 + ln 0.95 -
-    0.283 = -0.234) against its halves, each 0.75 h wide, read as a 1 and a 7 at 0.85 (no shape penalty) with
-    a cut through two strokes (0.2): 2 x 0.1 + 2 ln 0.85 - 0.2 = -0.325. The whole 0 wins; with the old
-    penalty of 0.5 (1.13) the halves did."""
-    from mnistlab.app.segment import best_split, digit_scores, shape_penalty
-
-    h = 100
-    whole, left, right = (
-        (slice(0, h), slice(0, 150)),
-        (slice(0, h), slice(0, 75)),
-        (slice(0, h), slice(75, 150)),
+def test_the_features_of_pieces_and_cuts_in_a_hand_built_row():
+    """A row of bars 100 px tall (h) and 30 px wide (the stroke width): A and B 10 px apart, then D, two bars
+    joined by a 10-px bridge, 0.9 h wide in all: a 1 touching its neighbour, so it is tried cut (groups from
+    CUT_MIN_WIDTH 0.8 h). A alone has no feature; A + B has a blank gap of 10 / 100 h, a second tall group and
+    a second piece; D's left bar ends at a cut through the bridge (10 / 30 stroke widths), and the slice after
+    it starts at that cut and ends at the next."""
+    from mnistlab.app.photo import component_boxes
+    from mnistlab.app.segment import (
+        candidate,
+        piece_features,
+        row_pieces,
+        slices_of,
+        stack_pieces,
+        stroke_width,
     )
-    assert shape_penalty(whole, h, 0) == pytest.approx(0.125 * (np.log(1.5 / 0.9) / 0.17 - 1.5) ** 2)
-    assert shape_penalty(left, h, 1) == 0.0 and shape_penalty(right, h, 7) == 0.0
-    probs = np.full((3, 10), 0.0)
-    for row, (label, p) in zip(probs, [(1, 0.85), (7, 0.85), (0, 0.95)], strict=True):
-        row[:] = (1 - p) / 9
-        row[label] = p
-    penalties = np.array([0.0, 0.2, shape_penalty(whole, h, 0)])
-    scores = digit_scores(probs, penalties)
-    assert scores == pytest.approx([0.1 + np.log(0.85), 0.1 + np.log(0.85) - 0.2, -0.234], abs=1e-3)
+
+    mask = np.zeros((130, 260), dtype=bool)
+    mask[10:110, 10:40] = mask[10:110, 50:80] = True  # A, B
+    mask[10:110, 120:150] = mask[10:110, 180:210] = mask[60:70, 150:180] = True  # D
+    labels, boxes, sizes = component_boxes(mask)
+    order, h = row_pieces(boxes, sizes)
+    parts = slices_of(stack_pieces(labels, boxes, order, h), h)
+    stroke = stroke_width(mask)
+    assert (h, stroke) == (100.0, 30.0) and len(parts) > 4  # D is cut
+
+    def features(span: tuple[int, int]) -> list[float]:
+        return piece_features(parts, span, candidate(parts[span[0] : span[1]])[1], h, stroke)
+
+    # blank, extra_tall, cut, cut_ink, end_cut_ink, extra_pieces, extra_groups
+    assert features((0, 1)) == [0, 0, 0, 0, 0, 0, 0]
+    assert features((0, 2)) == pytest.approx([0.1, 1, 0, 0, 0, 1, 1])
+    assert features((2, 3)) == pytest.approx([0, 0, 0, 0, 1 / 3, 0, 0])
+    assert features((3, 4)) == pytest.approx([0, 0, 1, 1 / 3, 1 / 3, 0, 0])
+
+
+def test_a_digit_written_smaller_is_still_seen_at_mnist_size(app_run, sure_digits):
+    """The model reads each chosen digit laid out alone, MNIST-style (its ink box's long side 20 px), as it was
+    trained, even when it is written at 70 % of its neighbours' height: at the row's scale it would stay small
+    (14 px)."""
+    images, labels = sure_digits
+    pick = [0, 3, 5]
+    small = np.array(Image.fromarray(images[pick[1]]).resize((20, 20), Image.Resampling.BILINEAR))
+    digits = read_number_in(
+        app_run, png(number_photo([images[0], np.pad(small, 4), images[5]], [16, 16])), "s.png"
+    )
+    assert "".join(str(d.label) for d in digits) == "".join(str(labels[i]) for i in pick)
+    for d in digits:
+        rows, cols = (
+            np.flatnonzero(d.input_28x28.max(axis=1) > 64),
+            np.flatnonzero(d.input_28x28.max(axis=0) > 64),
+        )
+        assert max(rows[-1] - rows[0], cols[-1] - cols[0]) + 1 >= 18
+
+
+def test_a_wide_zero_stays_whole_rather_than_two_confident_halves():
+    """Hand calculation with the fitted WEIGHTS: a 0 1.5 h wide read whole at 0.95 (z = ln(1.5 / 0.9) / 0.17 =
+    3.005, aspect 1.505^2 = 2.265, margin ln 0.95 - ln(0.05 / 9) = 5.142): -0.1166 + 0.1687 ln 0.95
+    - 0.0592 x 2.265 + 0.0087 x 3.005 + 0.0502 x 5.142 + 0.2554 ln 0.95 - 0.7272 x 1.5 = -1.0790, against its
+    halves, each 0.75 h wide, read as a 1 and a 7 at 0.85 (margin 3.932) with a cut through two strokes: the 1
+    (z = 1.337) -0.7863 with the cut that ends it (-0.1322 x 2), the 7 (z = -0.323) -0.8194 starting at it
+    (+0.1839 - 0.2363 x 2): -1.6058 in all. The whole 0 wins."""
+    from mnistlab.app.segment import best_split
+
+    pieces = [[0, 0, 0, 0, 2, 0, 0], [0, 0, 1, 2, 0, 0, 0], [0] * 7]
+    scores = candidate_scores(sure_of([(1, 0.85), (7, 0.85), (0, 0.95)]), [0.75, 0.75, 1.5], pieces, 100)
+    assert scores == pytest.approx([-0.7863, -0.8194, -1.0790], abs=1e-3)
     assert best_split(2, [(0, 1), (1, 2), (0, 2)], scores) == [2]
 
 

@@ -7,15 +7,17 @@ together touch. So the row's ink is over-segmented, and the model decides:
    pieces much fainter than the row's digits (one pen wrote the number; a faint piece is what is left of a
    ruled line or the sheet's edge). Pieces that stand above one another (the detached bar of a 5) form one
    *group*.
-2. Slices: a group wide enough to hold two digits is cut, near the low points of its column ink profile, along
+2. Slices: a group wide enough to hold two digits (a 1 and its neighbour may be under one h) is cut, near the low points of its column ink profile, along
    the top-to-bottom path that crosses the least ink (two touching digits meet at a point or along a stroke,
    and the path slips between them even where their columns overlap).
 3. Candidates: every run of consecutive slices up to MAX_WIDTH h wide. A candidate in pieces has the narrow
-   gaps between them inked over (a pen that skipped). Each is laid out MNIST-style at the row's scale (a
-   fragment stays small) and classified, all in one batch.
-4. Dynamic programming picks the split of the row into candidates with the best total score: the
-   log-probability of each digit's top class, minus penalties for shapes unlike a digit of the row (too short,
-   too wide or narrow for its label), for blank gaps inside a digit, and for each cut through ink.
+   gaps between them inked over (a pen that skipped). Each is laid out MNIST-style twice, at the row's scale
+   (a fragment stays small) and alone (as the model was trained), and classified, a batch each.
+4. Dynamic programming picks the split of the row into candidates with the best total score. A candidate's
+   score is a weighted sum of its FEATURES: the model's confidence in both layouts, its shape against a digit
+   of the row (too short, too wide or narrow for its label), blank gaps and extra pieces inside it, and the ink
+   its cuts cross. The WEIGHTS were fitted on validation photos (bench/number_weights.py). Each chosen digit
+   is read from its stand-alone layout.
 
 Units: pixels of the working image; ``h`` is the row's digit height, ``stroke`` its stroke width.
 """
@@ -46,31 +48,20 @@ ROW_OVERLAP = 0.5  # a piece belongs to the row when its vertical centre is with
 # exact 1485 -> 1490 with ASPECT_PENALTY 0.125, no set and no kind worse; 0.4 and 0.5 did less.
 PEN_LEVEL = 0.6
 STACKED = 0.5  # pieces whose columns overlap by this share of the narrower one's width are one group
-CUT_MIN_WIDTH = 1.0  # groups at least this many h wide are tried cut into digits
+# Groups at least CUT_MIN_WIDTH h wide are tried cut into digits, at up to MAX_CUTS places. 0.8 and 6 (1.0 and
+# 4 before) were chosen together with WEIGHTS: with the hand-tuned penalties they cut wide single digits (plain
+# numbers lost what touching ones gained); the fitted scores keep both (BENCHMARKS.md, "Learned scores").
+CUT_MIN_WIDTH = 0.8
 CUT_MARGIN = 0.12  # a cut starts at least this many h from either end of its group and from another cut
-MAX_CUTS = 4  # cuts tried per group: near the lowest minima of its column ink profile
+MAX_CUTS = 6  # near the lowest minima of the group's column ink profile
 CUT_REACH = 0.25  # a cut's path may wander this many h left or right of its column
 MAX_WIDTH = 2.0  # a candidate digit is at most this many h wide
 # A digit in pieces: gaps up to about twice this many h between its pieces are inked over before it is read.
 # 0.05 was chosen on validation photos (the default run's held-out digits): exact 435 -> 438 of 520 (broken
 # 82 -> 86) and, confirmed on 600 new ones, 514 -> 519; 0.04-0.12 gave 83-87 broken of 119, no trend.
 BRIDGE = 0.05
-# Scores are log-probabilities; each penalty below is subtracted from the top class's log-probability.
-# Added per digit: a sum of log-probabilities otherwise favours fewer, merged digits (two touching digits read
-# as one wide, fairly sure digit). 0.1 was chosen on validation photos (the default run's held-out digits, 520):
-# exact 424 -> 435, touching 32 -> 39 of 56, without losing plain or broken numbers; 0.05 and 0.15-0.2 did less.
-DIGIT_BONUS = 0.1
-CUT_COST = 0.0  # per cut through ink (touching digits are the exception)
-CUT_INK_COST = 0.1  # ... plus this per stroke width of ink the cut crosses
-GAP_PENALTY = 10.0  # per h of blank gap inside one digit (digits are written apart)
-JOIN_PENALTY = 0.5  # per extra tall piece (SHORT h or taller) joined into one digit: tall pieces are digits
-SHORT_PENALTY = 10.0  # per h of height short of SHORT h (a fragment read as a digit)
-SHORT = 0.65
-# Times (|z| - ASPECT_FREE)^2, z: log width/height in spreads from the label's median. 0.125 was chosen on
-# validation photos: exact 438 -> 444 of 520 and, confirmed on 600 others, 519 -> 530 (then 507 -> 511 on 600
-# fresh ones); at 0.5 a wide 0 or 4 cost more than cutting it in two confident halves ("1" and "7").
-ASPECT_PENALTY = 0.125
-ASPECT_FREE = 1.5  # spreads of aspect that cost nothing
+SHORT = 0.65  # a candidate shorter than this many h is a fragment (the "short" feature)
+ASPECT_FREE = 1.5  # spreads of aspect that are free (the "aspect" feature)
 # Width/height of the ink's box of MNIST training digits 0-9: the median, and the robust std of its log.
 ASPECT_MEDIAN = np.array([0.9, 0.4, 0.95, 0.8, 0.8, 0.95, 0.7, 0.8, 0.75, 0.7])
 ASPECT_SPREAD = np.array([0.17, 0.47, 0.23, 0.2, 0.2, 0.25, 0.23, 0.2, 0.21, 0.23])
@@ -267,6 +258,51 @@ def slices_of(groups: list[Group], h: float) -> list[Slice]:
 
 # ---- 3-4. candidates and the best split ----------------------------------------------------------------------
 
+# A candidate's score is WEIGHTS . its features; the best split maximises the sum over its digits. "row": the
+# candidate laid out at the row's scale (a fragment stays small); "alone": laid out MNIST-style on its own (what
+# the model sees for a chosen digit, as it was trained). t is the top class at the row's scale.
+FEATURES = (
+    "digit",  # 1 per digit: sets how readily the row is split into more digits
+    "log_p",  # ln p(t), row layout
+    "short",  # max(0, SHORT - height / h): a fragment read as a digit
+    "aspect",  # max(0, |z| - ASPECT_FREE)^2, z: ln(width / height) in spreads from t's median
+    "blank",  # blank columns between the candidate's pieces, in h (digits are written apart)
+    "extra_tall",  # tall groups (SHORT h or taller) beyond the first: tall pieces are mostly whole digits
+    "cut",  # 1 when the candidate starts at a cut through ink
+    "cut_ink",  # ink that cut crosses, in stroke widths
+    "end_cut_ink",  # ink crossed by the cut that ends the candidate, in stroke widths
+    "extra_pieces",  # 8-connected pieces of its ink beyond the first (before the gaps are inked over)
+    "extra_groups",  # groups of the row it joins beyond the first
+    "abs_z",  # |z|
+    "margin",  # ln p(t) - ln p(second class), row layout
+    "log_p_alone",  # ln of the top probability, alone layout
+    "width",  # width / h
+)
+# Fitted by an averaged structured perceptron (bench/number_weights.py: the default run, 2,400 validation
+# numbers of seeds 12-15, learning rate 0.03 on standardised features, 6 passes), starting from the earlier
+# hand-tuned penalties. Chosen on 1,200 other validation numbers (seeds 7 and 11) under a rule written before
+# the results (adopt if >= 24 more exact): 1,044 -> 1,072 exact (broken 229 -> 242, touching 74 -> 89,
+# plain 741 -> 741); with the hand penalties on the same cuts, 1,053 (BENCHMARKS.md, "Learned scores").
+WEIGHTS = np.array(
+    [
+        -0.1166,  # digit
+        0.1687,  # log_p
+        -3.1147,  # short
+        -0.0592,  # aspect
+        -0.4369,  # blank
+        -0.2513,  # extra_tall
+        0.1839,  # cut
+        -0.2363,  # cut_ink
+        -0.1322,  # end_cut_ink
+        -0.0925,  # extra_pieces
+        0.2488,  # extra_groups
+        0.0087,  # abs_z
+        0.0502,  # margin
+        0.2554,  # log_p_alone
+        -0.7272,  # width
+    ]
+)
+
 
 def candidate(parts: list[Slice]) -> tuple[tuple[slice, slice], np.ndarray]:
     """(bounding box, bool ink mask in it) of the union of consecutive slices."""
@@ -298,34 +334,63 @@ def bridge_gaps(contrast: np.ndarray, mask: np.ndarray, h: float) -> tuple[np.nd
     return np.where(closed & ~mask, level, contrast), closed
 
 
-def shape_penalty(box: tuple[slice, slice], h: float, label: int) -> float:
-    """Penalty for a candidate shaped unlike one digit ``label`` of the row: the digits of a row are about
-    equally tall, and each digit has its typical width (a 1 is narrow, a 0 wide)."""
-    height, width = box[0].stop - box[0].start, box[1].stop - box[1].start
-    z = (np.log(width / height) - np.log(ASPECT_MEDIAN[label])) / ASPECT_SPREAD[label]
-    return SHORT_PENALTY * max(0.0, SHORT - height / h) + ASPECT_PENALTY * max(0.0, abs(z) - ASPECT_FREE) ** 2
-
-
-def gap_penalty(parts: list[Slice], h: float) -> float:
-    """Penalty for joining separate pieces into one digit: per blank column between them, and per tall
-    piece beyond the first (a broken digit's pieces are mostly short; two tall ones are mostly two digits)."""
-    total, right = 0.0, parts[0].box[1].stop
-    for p in parts[1:]:
-        total += max(0, p.box[1].start - right)
+def piece_features(
+    parts: list[Slice], span: tuple[int, int], mask: np.ndarray, h: float, stroke: float
+) -> list[float]:
+    """FEATURES blank .. extra_groups (those that do not depend on the model) of the candidate made of
+    slices ``span`` = (i, j), i..j-1 of the row's ``parts``; ``mask`` bool: its ink."""
+    i, j = span
+    run = parts[i:j]
+    blank, right = 0.0, run[0].box[1].stop
+    for p in run[1:]:
+        blank += max(0, p.box[1].start - right)
         right = max(right, p.box[1].stop)
-    tall = sum(g.ink.shape[0] >= SHORT * h for g in {id(p.group): p.group for p in parts}.values())
-    return GAP_PENALTY * total / h + JOIN_PENALTY * max(0, tall - 1)
+    groups = {id(p.group): p.group for p in run}.values()
+    tall = sum(g.ink.shape[0] >= SHORT * h for g in groups)
+    cut = run[0].cut_ink / stroke
+    ends_in_cut = j < len(parts) and parts[j].group is run[-1].group
+    return [
+        blank / h,
+        max(0, tall - 1),
+        float(cut > 0),
+        cut,
+        parts[j].cut_ink / stroke if ends_in_cut else 0.0,
+        max(0, ndimage.label(mask, structure=np.ones((3, 3)))[1] - 1),
+        len(groups) - 1,
+    ]
 
 
-def cut_cost(part: Slice, stroke: float) -> float:
-    """Penalty for starting a digit at ``part``'s cut: more for more ink cut through."""
-    return CUT_COST + CUT_INK_COST * part.cut_ink / stroke if part.cut_ink > 0 else 0.0
+def model_features(
+    row: np.ndarray, alone: np.ndarray, boxes: list[tuple[slice, slice]], h: float
+) -> np.ndarray:
+    """FEATURES digit, log_p, short, aspect, abs_z, margin, log_p_alone, width: float (N, 8) in that order,
+    from the probabilities float (N, 10) of the candidates laid out at the row's scale (``row``) and alone,
+    and their ``boxes``."""
+    top = row.argmax(axis=1)
+    ordered = np.sort(np.clip(row, 1e-12, 1.0), axis=1)
+    log_p, log_second = np.log(ordered[:, -1]), np.log(ordered[:, -2])
+    height = np.array([b[0].stop - b[0].start for b in boxes], dtype=np.float64)
+    width = np.array([b[1].stop - b[1].start for b in boxes], dtype=np.float64)
+    z = (np.log(width / height) - np.log(ASPECT_MEDIAN[top])) / ASPECT_SPREAD[top]
+    return np.stack(
+        [
+            np.ones(len(top)),
+            log_p,
+            np.maximum(0.0, SHORT - height / h),
+            np.maximum(0.0, np.abs(z) - ASPECT_FREE) ** 2,
+            np.abs(z),
+            log_p - log_second,
+            np.log(np.clip(alone.max(axis=1), 1e-12, 1.0)),
+            width / h,
+        ],
+        axis=1,
+    )
 
 
-def digit_scores(probs: np.ndarray, penalties: np.ndarray) -> np.ndarray:
-    """float (N,) score of each candidate read as one digit: its top class's log-probability, plus
-    DIGIT_BONUS, minus its shape and cut ``penalties`` (N,). ``probs`` float (N, 10)."""
-    return DIGIT_BONUS + np.log(np.clip(probs.max(axis=1), 1e-12, 1.0)) - penalties
+def features(model: np.ndarray, pieces: np.ndarray) -> np.ndarray:
+    """float (N, len(FEATURES)) in FEATURES' order from :func:`model_features` (N, 8) and
+    :func:`piece_features` (N, 7)."""
+    return np.concatenate([model[:, :4], pieces, model[:, 4:]], axis=1)
 
 
 def best_split(n: int, spans: list[tuple[int, int]], scores: np.ndarray) -> list[int]:
@@ -344,8 +409,26 @@ def best_split(n: int, spans: list[tuple[int, int]], scores: np.ndarray) -> list
     return chosen[::-1]
 
 
-def read_number(page: Page, classify: Classifier, label: str = "image") -> list[Digit]:
-    """The digits of the number written in one row on ``page``, left to right."""
+@dataclass
+class Candidates:
+    """Every candidate digit of a row: runs of consecutive slices up to MAX_WIDTH h wide."""
+
+    slices: int  # how many slices the row was cut into
+    spans: list[tuple[int, int]]  # candidate k is slices spans[k][0] .. spans[k][1] - 1
+    boxes: list[tuple[slice, slice]]  # each candidate's ink box in the working image
+    seen: np.ndarray  # uint8 (N, 28, 28): each laid out alone, MNIST-style (what the model saw)
+    probs: np.ndarray  # float (N, 10): the model's probabilities for ``seen``
+    features: np.ndarray  # float (N, len(FEATURES))
+
+    def digit(self, k: int) -> Digit:
+        """Candidate ``k`` as a digit of the number."""
+        (ys, xs), top = self.boxes[k], int(np.argmax(self.probs[k]))
+        box = (int(xs.start), int(ys.start), int(xs.stop), int(ys.stop))
+        return Digit(top, float(self.probs[k, top]), box, self.seen[k])
+
+
+def row_slices(page: Page, label: str) -> tuple[list[Slice], float, float]:
+    """(the row's slices left to right, its digit height h, its stroke width), steps 1-2."""
     labels, boxes, sizes = component_boxes(page.mask)
     if not boxes:
         raise ImageError(f"{label}: no digits found")
@@ -353,47 +436,30 @@ def read_number(page: Page, classify: Classifier, label: str = "image") -> list[
     order = same_pen(order, ink_levels(labels, page.contrast, boxes, order), boxes, h)
     groups = stack_pieces(labels, boxes, order, h)
     stroke = stroke_width(page.mask[min(g.rows.start for g in groups) : max(g.rows.stop for g in groups)])
-    parts = slices_of(groups, h)
+    return slices_of(groups, h), h, stroke
+
+
+def candidates(page: Page, classify: Classifier, label: str = "image") -> Candidates:
+    """Every candidate digit of the number on ``page``, classified at the row's scale and alone (one batch
+    each), with its features."""
+    parts, h, stroke = row_slices(page, label)
     spans = [
         (i, j)
         for i in range(len(parts))
         for j in range(i + 1, len(parts) + 1)
         if j == i + 1 or parts[j - 1].box[1].stop - parts[i].box[1].start <= MAX_WIDTH * h
     ]
-    boxes_masks = [candidate(parts[i:j]) for i, j in spans]
-    seen = np.stack(
-        [
-            layout_digit(*bridge_gaps(page.contrast[b], m, h), page.edge, label, height=h)
-            for b, m in boxes_masks
-        ]
-    )
-    probs = classify(seen)
-    penalties = np.array(
-        [
-            shape_penalty(b, h, int(top)) + gap_penalty(parts[i:j], h) + cut_cost(parts[i], stroke)
-            for (b, _), top, (i, j) in zip(boxes_masks, probs.argmax(axis=1), spans, strict=True)
-        ]
-    )
-    scores = digit_scores(probs, penalties)
-    return reread([boxes_masks[k] for k in best_split(len(parts), spans, scores)], page, classify, label, h)
+    boxes, masks = zip(*(candidate(parts[i:j]) for i, j in spans), strict=True)
+    bridged = [bridge_gaps(page.contrast[b], m, h) for b, m in zip(boxes, masks, strict=True)]
+    at_row = np.stack([layout_digit(c, m, page.edge, label, height=h) for c, m in bridged])
+    seen = np.stack([layout_digit(c, m, page.edge, label) for c, m in bridged])
+    row, alone = classify(at_row), classify(seen)
+    pieces = np.array([piece_features(parts, s, m, h, stroke) for s, m in zip(spans, masks, strict=True)])
+    found = features(model_features(row, alone, list(boxes), h), pieces)
+    return Candidates(len(parts), spans, list(boxes), seen, alone, found)
 
 
-def reread(
-    chosen: list[tuple[tuple[slice, slice], np.ndarray]],
-    page: Page,
-    classify: Classifier,
-    label: str,
-    h: float,
-) -> list[Digit]:
-    """The chosen digits, each laid out MNIST-style on its own (as the model was trained) and classified."""
-    seen = np.stack(
-        [layout_digit(*bridge_gaps(page.contrast[box], mask, h), page.edge, label) for box, mask in chosen]
-    )
-    probs = classify(seen)
-    digits = []
-    for (ys, xs), p, image in zip((c[0] for c in chosen), probs, seen, strict=True):
-        top = int(np.argmax(p))
-        digits.append(
-            Digit(top, float(p[top]), (int(xs.start), int(ys.start), int(xs.stop), int(ys.stop)), image)
-        )
-    return digits
+def read_number(page: Page, classify: Classifier, label: str = "image") -> list[Digit]:
+    """The digits of the number written in one row on ``page``, left to right."""
+    found = candidates(page, classify, label)
+    return [found.digit(k) for k in best_split(found.slices, found.spans, found.features @ WEIGHTS)]
