@@ -415,3 +415,25 @@ def test_a_faint_line_remnant_beside_a_number_is_not_read_as_a_digit(app_run, su
     photo = np.pad(photo, ((0, 0), (0, 40)), constant_values=235.0)
     photo[38:122, -30:-26] = 160.0  # 4 px wide, grey 160 on paper 235: ink is 25
     assert "".join(str(d.label) for d in read_number_in(app_run, png(photo), "remnant.png")) == truth
+
+
+def test_the_weight_fit_moves_towards_the_split_that_spells_the_number():
+    """bench/number_weights.py's perceptron on one hand-built photo: two slices read 3 and 4, and their union read
+    3. The start weights (per-digit 0, log_p 1) prefer the union (ln 0.9 against 2 ln 0.8), which reads "3"
+    instead of "34"; the averaged fit moves the per-digit weight up until the pair wins, and the count of exact
+    numbers says so. Weights that already read it right are left as they are."""
+    from number_weights import Page, exact, fit, spelled
+
+    features = np.zeros((3, 15))
+    features[:, 0], features[:, 1] = 1.0, np.log([0.8, 0.8, 0.9])
+    page = Page("34", "touching", 2, np.array([[0, 1], [1, 2], [0, 2]]), features, np.array([3, 4, 3]))
+    start = np.zeros(15)
+    start[1] = 1.0
+    assert spelled(page, features @ start) == [0, 1]
+    assert spelled(Page("35", "touching", 2, page.spans, features, page.reads), features @ start) is None
+    assert exact([page], start)["all"] == 0
+    fitted = fit([page, page, page, page], start, lr=0.5, passes=2)
+    assert fitted[0] > 0 and exact([page], fitted) == {"all": 1, "plain": 0, "broken": 0, "touching": 1}
+    right = start.copy()
+    right[0] = 1.0
+    assert np.array_equal(fit([page], right, lr=0.5, passes=1), right)
