@@ -40,6 +40,7 @@ ENCLOSED_SHARE = 0.25  # raised by the basin fill less than this share of the cl
 POLARITY_SIDE = 32  # longest side of the copy the polarity is decided on, pixels
 VISIBLE = 0.10  # ink is visible when at least 10 % darker than the paper around it (Weber contrast)
 NOISE_SIGMAS = 5.0  # ... and this many standard deviations of the paper's noise
+PAPER_PEAK = 0.25  # the paper's histogram peak is the lowest with at least this share of the tallest's height
 EDGE_FRACTION = 0.35  # the stroke's faint edge: this fraction of the ink's typical contrast
 LINE_MAX_ANGLE = 6.0  # page rotations searched for ruled lines: +-6 degrees
 LINE_EVIDENCE = 0.03  # a faint line: 3 % darker than the paper beside it (and 4 noise std)
@@ -195,17 +196,22 @@ def otsu(values: np.ndarray, lo: float, hi: float, bins: int = 256) -> float:
     return lo + (best + 1) * (hi - lo) / bins
 
 
-def paper_level_and_noise(departure: np.ndarray) -> tuple[float, float]:
+def paper_level_and_noise(departure: np.ndarray, visible: float) -> tuple[float, float]:
     """(paper's level, paper's noise std) of the departure from the estimated paper, in grey levels.
 
-    Paper is the histogram's peak (the closing sits on the paper's brightest grain, so the peak is a little
-    above 0); ink only departs upwards, so the half below the peak is pure paper and gives the noise: 31.7 %
-    of a normal's lower half lies more than one std below its mean. Holds whether ink covers 1 % or 50 %.
+    Paper is the histogram's peak among departures under ``visible`` grey levels (VISIBLE of the paper's
+    brightness: anything departing that far is ink by this module's own measure). The closing sits on the
+    paper's brightest grain, so that peak is a little above 0. Without the bound, a bold marker's flat, dark
+    strokes covering a quarter of a grainy photo made a sharper peak than the paper's, were taken for paper,
+    and the photo was refused as blank. Ink only departs upwards, so the half below the peak is pure paper
+    and gives the noise: 31.7 % of a normal's lower half lies more than one std below its mean. Holds whether
+    ink covers 1 % or 50 %.
     """
     lo, hi, bins = -64.0, 255.0, 1276  # 0.25 grey level per bin
     index = np.clip((departure - lo) * (bins / (hi - lo)), 0, bins - 1).astype(np.int64)
     hist = np.bincount(index.ravel(), minlength=bins).astype(np.float64)
-    peak = int(np.argmax(ndimage.gaussian_filter1d(hist, 2.0)))
+    below_ink = max(1, int((visible - lo) * (bins / (hi - lo))))  # bins under ``visible``
+    peak = int(np.argmax(ndimage.gaussian_filter1d(hist, 2.0)[:below_ink]))
     below = np.cumsum(hist[: peak + 1])
     one_std = int(np.searchsorted(below, 0.3173 * below[-1]))
     width = (hi - lo) / bins
@@ -227,7 +233,8 @@ def ink_contrast(grey: np.ndarray) -> Contrast:
     light = paper_is_light(grey)
     paper = paper_brightness(grey, light)
     departure = paper - grey if light else grey - paper  # grey levels, ink positive
-    level, noise = paper_level_and_noise(departure)
+    # Weber contrast's denominator (below): the paper's brightness on light paper, 255 on dark.
+    level, noise = paper_level_and_noise(departure, VISIBLE * (float(np.median(paper)) if light else 255.0))
     excess = departure - level
     # Weber contrast needs the paper's brightness; a quarter of the brightest paper bounds it from below so
     # that the table beyond the sheet (or a deep shadow) does not turn its noise into contrast.
