@@ -333,6 +333,8 @@ def test_the_features_of_pieces_and_cuts_in_a_hand_built_row():
     CUT_MIN_WIDTH 0.8 h). A alone has no feature; A + B has a blank gap of 10 / 100 h, a second tall group and
     a second piece; D's left bar ends at a cut through the bridge (10 / 30 stroke widths), and the slice after
     it starts at that cut and ends at the next."""
+    from scipy import ndimage
+
     from mnistlab.app.photo import component_boxes
     from mnistlab.app.segment import (
         candidate,
@@ -353,7 +355,8 @@ def test_the_features_of_pieces_and_cuts_in_a_hand_built_row():
     assert (h, stroke) == (100.0, 30.0) and len(parts) > 4  # D is cut
 
     def features(span: tuple[int, int]) -> list[float]:
-        return piece_features(parts, span, candidate(parts[span[0] : span[1]])[1], h, stroke)
+        pieces = ndimage.label(candidate(parts[span[0] : span[1]])[1], structure=np.ones((3, 3)))[1]
+        return piece_features(parts, span, pieces, h, stroke)
 
     # blank, extra_tall, cut, cut_ink, end_cut_ink, extra_pieces, extra_groups
     assert features((0, 1)) == [0, 0, 0, 0, 0, 0, 0]

@@ -317,15 +317,19 @@ def candidate(parts: list[Slice]) -> tuple[tuple[slice, slice], np.ndarray]:
     return (slice(y0, y1), slice(x0, x1)), mask
 
 
-def bridge_gaps(contrast: np.ndarray, mask: np.ndarray, h: float) -> tuple[np.ndarray, np.ndarray]:
+def bridge_gaps(
+    contrast: np.ndarray, mask: np.ndarray, h: float, pieces: int | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """(contrast, mask) of one candidate digit with the narrow gaps between its pieces inked over.
 
     A pen that skipped leaves a digit in pieces with gaps of a few percent of its height; laid out at 20x20
     the gap stays visible and a broken 4 reads as a 1. A closing of the mask by BRIDGE h (a disk, through
     distance transforms) fills gaps up to twice that; the filled pixels get the strokes' typical contrast.
-    One piece: unchanged. float32 (H, W) and bool (H, W)."""
+    One piece: unchanged. float32 (H, W) and bool (H, W); ``pieces``: the mask's 8-connected pieces, when
+    known."""
     radius = BRIDGE * h
-    if radius < 1 or ndimage.label(mask, structure=np.ones((3, 3)))[1] < 2:
+    pieces = ndimage.label(mask, structure=np.ones((3, 3)))[1] if pieces is None else pieces
+    if radius < 1 or pieces < 2:
         return contrast, mask
     pad = int(np.ceil(radius)) + 1
     grown = ndimage.distance_transform_edt(~np.pad(mask, pad)) <= radius
@@ -335,10 +339,10 @@ def bridge_gaps(contrast: np.ndarray, mask: np.ndarray, h: float) -> tuple[np.nd
 
 
 def piece_features(
-    parts: list[Slice], span: tuple[int, int], mask: np.ndarray, h: float, stroke: float
+    parts: list[Slice], span: tuple[int, int], pieces: int, h: float, stroke: float
 ) -> list[float]:
     """FEATURES blank .. extra_groups (those that do not depend on the model) of the candidate made of
-    slices ``span`` = (i, j), i..j-1 of the row's ``parts``; ``mask`` bool: its ink."""
+    slices ``span`` = (i, j), i..j-1 of the row's ``parts``, its ink in ``pieces`` 8-connected pieces."""
     i, j = span
     run = parts[i:j]
     blank, right = 0.0, run[0].box[1].stop
@@ -355,7 +359,7 @@ def piece_features(
         float(cut > 0),
         cut,
         parts[j].cut_ink / stroke if ends_in_cut else 0.0,
-        max(0, ndimage.label(mask, structure=np.ones((3, 3)))[1] - 1),
+        max(0, pieces - 1),
         len(groups) - 1,
     ]
 
@@ -440,8 +444,8 @@ def row_slices(page: Page, label: str) -> tuple[list[Slice], float, float]:
 
 
 def candidates(page: Page, classify: Classifier, label: str = "image") -> Candidates:
-    """Every candidate digit of the number on ``page``, classified at the row's scale and alone (one batch
-    each), with its features."""
+    """Every candidate digit of the number on ``page``, classified at the row's scale and alone, with its
+    features."""
     parts, h, stroke = row_slices(page, label)
     spans = [
         (i, j)
@@ -450,12 +454,13 @@ def candidates(page: Page, classify: Classifier, label: str = "image") -> Candid
         if j == i + 1 or parts[j - 1].box[1].stop - parts[i].box[1].start <= MAX_WIDTH * h
     ]
     boxes, masks = zip(*(candidate(parts[i:j]) for i, j in spans), strict=True)
-    bridged = [bridge_gaps(page.contrast[b], m, h) for b, m in zip(boxes, masks, strict=True)]
+    pieces = [ndimage.label(m, structure=np.ones((3, 3)))[1] for m in masks]
+    bridged = [bridge_gaps(page.contrast[b], m, h, n) for b, m, n in zip(boxes, masks, pieces, strict=True)]
     at_row = np.stack([layout_digit(c, m, page.edge, label, height=h) for c, m in bridged])
     seen = np.stack([layout_digit(c, m, page.edge, label) for c, m in bridged])
-    row, alone = classify(at_row), classify(seen)
-    pieces = np.array([piece_features(parts, s, m, h, stroke) for s, m in zip(spans, masks, strict=True)])
-    found = features(model_features(row, alone, list(boxes), h), pieces)
+    row, alone = np.split(classify(np.concatenate([at_row, seen])), 2)  # one forward pass for both
+    shapes = np.array([piece_features(parts, s, n, h, stroke) for s, n in zip(spans, pieces, strict=True)])
+    found = features(model_features(row, alone, list(boxes), h), shapes)
     return Candidates(len(parts), spans, list(boxes), seen, alone, found)
 
 
