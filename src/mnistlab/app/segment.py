@@ -7,9 +7,10 @@ together touch. So the row's ink is over-segmented, and the model decides:
    pieces much fainter than the row's digits (one pen wrote the number; a faint piece is what is left of a
    ruled line or the sheet's edge). Pieces that stand above one another (the detached bar of a 5) form one
    *group*.
-2. Slices: a group wide enough to hold two digits (a 1 and its neighbour may be under one h) is cut, near the low points of its column ink profile, along
-   the top-to-bottom path that crosses the least ink (two touching digits meet at a point or along a stroke,
-   and the path slips between them even where their columns overlap).
+2. Slices: a group wide enough to hold two digits (a 1 and its neighbour may be under one h) is cut, near the
+   low points of its column ink profile, along the top-to-bottom path that crosses the least ink (two touching
+   digits meet at a point or along a stroke, and the path slips between them even where their columns
+   overlap).
 3. Candidates: every run of consecutive slices up to MAX_WIDTH h wide. A candidate in pieces has the narrow
    gaps between them inked over (a pen that skipped). Each is laid out MNIST-style twice, at the row's scale
    (a fragment stays small) and alone (as the model was trained), and classified, a batch each.
@@ -392,8 +393,8 @@ def model_features(
 
 
 def features(model: np.ndarray, pieces: np.ndarray) -> np.ndarray:
-    """float (N, len(FEATURES)) in FEATURES' order from :func:`model_features` (N, 8) and
-    :func:`piece_features` (N, 7)."""
+    """float (N, len(FEATURES)) in FEATURES' order (the earlier hand-tuned penalties' features first) from
+    :func:`model_features` (N, 8) and :func:`piece_features` (N, 7)."""
     return np.concatenate([model[:, :4], pieces, model[:, 4:]], axis=1)
 
 
