@@ -40,7 +40,6 @@ ENCLOSED_SHARE = 0.25  # raised by the basin fill less than this share of the cl
 POLARITY_SIDE = 32  # longest side of the copy the polarity is decided on, pixels
 VISIBLE = 0.10  # ink is visible when at least 10 % darker than the paper around it (Weber contrast)
 NOISE_SIGMAS = 5.0  # ... and this many standard deviations of the paper's noise
-PAPER_PEAK = 0.25  # the paper's histogram peak is the lowest with at least this share of the tallest's height
 EDGE_FRACTION = 0.35  # the stroke's faint edge: this fraction of the ink's typical contrast
 LINE_MAX_ANGLE = 6.0  # page rotations searched for ruled lines: +-6 degrees
 LINE_EVIDENCE = 0.03  # a faint line: 3 % darker than the paper beside it (and 4 noise std)
@@ -233,8 +232,10 @@ def ink_contrast(grey: np.ndarray) -> Contrast:
     light = paper_is_light(grey)
     paper = paper_brightness(grey, light)
     departure = paper - grey if light else grey - paper  # grey levels, ink positive
-    # Weber contrast's denominator (below): the paper's brightness on light paper, 255 on dark.
-    level, noise = paper_level_and_noise(departure, VISIBLE * (float(np.median(paper)) if light else 255.0))
+    # Weber contrast's denominator (below): the paper's brightness on light paper (smooth: every 8th pixel
+    # gives its median), 255 on dark.
+    typical = float(np.median(paper[::8, ::8])) if light else 255.0
+    level, noise = paper_level_and_noise(departure, VISIBLE * typical)
     excess = departure - level
     # Weber contrast needs the paper's brightness; a quarter of the brightest paper bounds it from below so
     # that the table beyond the sheet (or a deep shadow) does not turn its noise into contrast.
