@@ -19,6 +19,7 @@ exact whole-number counts on the selection seeds for HAND, for segment.WEIGHTS a
 from __future__ import annotations
 
 import argparse
+import hashlib
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -77,8 +78,10 @@ def render_pages(run, seed: int, n: int) -> list[Page]:
 
 
 def cached_pages(run, cache: Path, seed: int, n: int) -> list[Page]:
-    """:func:`render_pages`, kept in ``cache`` (a file of this script's own arrays, never a user's)."""
-    path = cache / f"numbers-{seed}-{n}.npz"
+    """:func:`render_pages`, kept in ``cache`` (a file of this script's own arrays, never a user's). The name
+    carries what the candidates depend on besides the photos: the run, the features and the cut settings."""
+    what = f"{Path(run.path).resolve()} {segment.FEATURES} {segment.CUT_MIN_WIDTH} {segment.MAX_CUTS}"
+    path = cache / f"numbers-{seed}-{n}-{hashlib.sha256(what.encode()).hexdigest()[:12]}.npz"
     if not path.exists():
         pages = render_pages(run, seed, n)
         sizes = np.array([len(p.spans) for p in pages])

@@ -276,6 +276,22 @@ def test_two_sure_touching_digits_beat_one_wide_digit_read_a_little_surer():
     assert best_split(2, spans, unsure) == [2]
 
 
+def test_the_top_class_and_its_confidence_come_from_the_row_layout_and_the_last_from_alone():
+    """One candidate read 3 at 0.7 at the row's scale (second class 0.2) and 8 at 0.9 alone: log_p, margin and
+    the aspect's class are the row layout's (z from a 3's median 0.8), log_p_alone is the stand-alone one's."""
+    from mnistlab.app.segment import FEATURES, model_features
+
+    row = np.full((1, 10), 0.1 / 8)
+    row[0, 3], row[0, 5] = 0.7, 0.2
+    alone = sure_of([(8, 0.9)])
+    got = dict(zip(["digit", "log_p", "short", "aspect", "abs_z", "margin", "log_p_alone", "width"],
+                   model_features(row, alone, [(slice(0, 100), slice(0, 80))], 100)[0], strict=True))  # fmt: skip
+    assert set(got) <= set(FEATURES)
+    assert got["log_p"] == pytest.approx(np.log(0.7)) and got["margin"] == pytest.approx(np.log(0.7 / 0.2))
+    assert got["abs_z"] == pytest.approx(0.0, abs=1e-12)  # 0.8 wide for 1.0 tall: a 3's median aspect
+    assert got["log_p_alone"] == pytest.approx(np.log(0.9)) and got["width"] == 0.8
+
+
 def test_a_digit_broken_by_a_skipped_pen_is_inked_over_between_its_pieces():
     """Hand-built: a bar 6 px wide, 60 px tall (the row's height), broken across by a gap of BRIDGE h rows.
     The bridged mask fills the gap in the bar's columns (one piece again), the filled pixels take the

@@ -199,18 +199,22 @@ def paper_level_and_noise(departure: np.ndarray, visible: float) -> tuple[float,
     """(paper's level, paper's noise std) of the departure from the estimated paper, in grey levels.
 
     Paper is the histogram's peak among departures under ``visible`` grey levels (VISIBLE of the paper's
-    brightness: anything departing that far is ink by this module's own measure). The closing sits on the
-    paper's brightest grain, so that peak is a little above 0. Without the bound, a bold marker's flat, dark
-    strokes covering a quarter of a grainy photo made a sharper peak than the paper's, were taken for paper,
-    and the photo was refused as blank. Ink only departs upwards, so the half below the peak is pure paper
+    brightness: about what this module calls visible ink; when the histogram still rises at that bound, the
+    paper is too grainy for it and the whole range is searched). The closing sits on the paper's brightest
+    grain, so that peak is a little above 0. Without the bound, a bold marker's flat, dark strokes covering a
+    quarter of a grainy photo made a sharper peak than the paper's, were taken for paper, and the photo was
+    refused as blank. Ink only departs upwards, so the half below the peak is pure paper
     and gives the noise: 31.7 % of a normal's lower half lies more than one std below its mean. Holds whether
     ink covers 1 % or 50 %.
     """
     lo, hi, bins = -64.0, 255.0, 1276  # 0.25 grey level per bin
     index = np.clip((departure - lo) * (bins / (hi - lo)), 0, bins - 1).astype(np.int64)
     hist = np.bincount(index.ravel(), minlength=bins).astype(np.float64)
+    smooth = ndimage.gaussian_filter1d(hist, 2.0)
     below_ink = max(1, int((visible - lo) * (bins / (hi - lo))))  # bins under ``visible``
-    peak = int(np.argmax(ndimage.gaussian_filter1d(hist, 2.0)[:below_ink]))
+    peak = int(np.argmax(smooth[:below_ink]))
+    if peak == below_ink - 1:  # still rising at the bound: paper so grainy that its peak lies beyond it
+        peak = int(np.argmax(smooth))
     below = np.cumsum(hist[: peak + 1])
     one_std = int(np.searchsorted(below, 0.3173 * below[-1]))
     width = (hi - lo) / bins

@@ -13,7 +13,7 @@ together touch. So the row's ink is over-segmented, and the model decides:
    overlap).
 3. Candidates: every run of consecutive slices up to MAX_WIDTH h wide. A candidate in pieces has the narrow
    gaps between them inked over (a pen that skipped). Each is laid out MNIST-style twice, at the row's scale
-   (a fragment stays small) and alone (as the model was trained), and classified, a batch each.
+   (a fragment stays small) and alone (as the model was trained), and classified, both in one batch.
 4. Dynamic programming picks the split of the row into candidates with the best total score. A candidate's
    score is a weighted sum of its FEATURES: the model's confidence in both layouts, its shape against a digit
    of the row (too short, too wide or narrow for its label), blank gaps and extra pieces inside it, and the ink
@@ -421,7 +421,7 @@ class Candidates:
     slices: int  # how many slices the row was cut into
     spans: list[tuple[int, int]]  # candidate k is slices spans[k][0] .. spans[k][1] - 1
     boxes: list[tuple[slice, slice]]  # each candidate's ink box in the working image
-    seen: np.ndarray  # uint8 (N, 28, 28): each laid out alone, MNIST-style (what the model saw)
+    seen: np.ndarray  # uint8 (N, 28, 28): each laid out alone, MNIST-style (the layout a digit is read from)
     probs: np.ndarray  # float (N, 10): the model's probabilities for ``seen``
     features: np.ndarray  # float (N, len(FEATURES))
 
@@ -448,6 +448,8 @@ def candidates(page: Page, classify: Classifier, label: str = "image") -> Candid
     """Every candidate digit of the number on ``page``, classified at the row's scale and alone, with its
     features."""
     parts, h, stroke = row_slices(page, label)
+    if not parts:
+        raise ImageError(f"{label}: no digits found")
     spans = [
         (i, j)
         for i in range(len(parts))
