@@ -131,10 +131,15 @@ def spelled(page: Page, scores: np.ndarray) -> list[int] | None:
     return chosen[::-1]
 
 
-def read(page: Page, weights: np.ndarray, scale: np.ndarray) -> list[int]:
-    """The candidates the reader picks with ``weights`` (on features divided by ``scale``)."""
+def read(page: Page, scores: np.ndarray) -> list[int]:
+    """The candidates the reader picks, given each candidate's score."""
     spans = [(int(i), int(j)) for i, j in page.spans]
-    return segment.best_split(page.slices, spans, page.features / scale @ weights)
+    return segment.best_split(page.slices, spans, scores)
+
+
+def reads_right(page: Page, chosen: list[int]) -> bool:
+    """Do the ``chosen`` candidates spell the true number?"""
+    return "".join(str(page.reads[k]) for k in chosen) == page.label
 
 
 def fit(pages: list[Page], start: np.ndarray, lr: float, passes: int) -> np.ndarray:
@@ -146,9 +151,10 @@ def fit(pages: list[Page], start: np.ndarray, lr: float, passes: int) -> np.ndar
     for _ in range(passes):
         for index in order.permutation(len(pages)):
             page = pages[index]
-            got = read(page, weights, scale)
-            if "".join(str(page.reads[k]) for k in got) != page.label:
-                gold = spelled(page, page.features / scale @ weights)
+            scores = page.features / scale @ weights
+            got = read(page, scores)
+            if not reads_right(page, got):
+                gold = spelled(page, scores)
                 if gold is not None:
                     step = page.features[gold].sum(axis=0) - page.features[got].sum(axis=0)
                     weights = weights + lr * step / scale
@@ -160,7 +166,7 @@ def exact(pages: list[Page], weights: np.ndarray) -> dict[str, int]:
     """Numbers read exactly right with ``weights``: in all, and per kind."""
     counts = {"all": 0, "plain": 0, "broken": 0, "touching": 0}
     for page in pages:
-        if "".join(str(page.reads[k]) for k in read(page, weights, np.ones_like(weights))) == page.label:
+        if reads_right(page, read(page, page.features @ weights)):
             counts["all"] += 1
             counts[page.kind] += 1
     return counts
