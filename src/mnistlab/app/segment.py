@@ -34,7 +34,7 @@ from scipy import ndimage
 
 from mnistlab.app.errors import ImageError
 from mnistlab.app.imageprep import layout_digit
-from mnistlab.app.photo import Page, component_boxes
+from mnistlab.app.photo import EIGHT, Page, component_boxes
 
 Classifier = Callable[[np.ndarray], np.ndarray]  # uint8 (N, 28, 28) -> probabilities float (N, 10)
 
@@ -329,7 +329,7 @@ def bridge_gaps(
     One piece: unchanged. float32 (H, W) and bool (H, W); ``pieces``: the mask's 8-connected pieces, when
     known."""
     radius = BRIDGE * h
-    pieces = ndimage.label(mask, structure=np.ones((3, 3)))[1] if pieces is None else pieces
+    pieces = ndimage.label(mask, structure=EIGHT)[1] if pieces is None else pieces
     if radius < 1 or pieces < 2:
         return contrast, mask
     pad = int(np.ceil(radius)) + 1
@@ -456,15 +456,15 @@ def candidates(page: Page, classify: Classifier, label: str = "image") -> Candid
         for j in range(i + 1, len(parts) + 1)
         if j == i + 1 or parts[j - 1].box[1].stop - parts[i].box[1].start <= MAX_WIDTH * h
     ]
-    boxes, masks = zip(*(candidate(parts[i:j]) for i, j in spans), strict=True)
-    pieces = [ndimage.label(m, structure=np.ones((3, 3)))[1] for m in masks]
+    boxes, masks = (list(column) for column in zip(*(candidate(parts[i:j]) for i, j in spans), strict=True))
+    pieces = [ndimage.label(m, structure=EIGHT)[1] for m in masks]
     bridged = [bridge_gaps(page.contrast[b], m, h, n) for b, m, n in zip(boxes, masks, pieces, strict=True)]
     at_row = np.stack([layout_digit(c, m, page.edge, label, height=h) for c, m in bridged])
     seen = np.stack([layout_digit(c, m, page.edge, label) for c, m in bridged])
     row, alone = np.split(classify(np.concatenate([at_row, seen])), 2)  # one forward pass for both
     shapes = np.array([piece_features(parts, s, n, h, stroke) for s, n in zip(spans, pieces, strict=True)])
-    found = features(model_features(row, alone, list(boxes), h), shapes)
-    return Candidates(len(parts), spans, list(boxes), seen, alone, found)
+    found = features(model_features(row, alone, boxes, h), shapes)
+    return Candidates(len(parts), spans, boxes, seen, alone, found)
 
 
 def read_number(page: Page, classify: Classifier, label: str = "image") -> list[Digit]:
