@@ -36,6 +36,7 @@ CombineRule = Literal["mean", "vote"]
 Engine = Literal["torch", "numpy"]
 MAX_WIDTH = 100.0  # model.width: the cnn at 100x has 6,400-channel convolutions
 MAX_LAYERS, MAX_UNITS = 100, 10**7  # model.hidden: layers, units per layer
+MAX_INPUT_WIDTH = 28  # model.input_width: pixels, MNIST's image width
 MAX_MEMBERS = 1000  # members: a committee's runs (Ciresan et al. used 35)
 
 
@@ -107,6 +108,12 @@ class ModelConfig:
     width: float = opt(
         1.0,
         "Multiplier of the default layer widths: conv channels, and the mlp's hidden units (1.0 = as is).",
+    )
+    # Ciresan et al. 2012's input variants (mnistlab.models.width): inside the model, so every use sees it.
+    input_width: int | None = opt(
+        None,
+        "Width normalisation: stretch or squeeze each digit's ink to this many pixels wide, centred, before "
+        "the network (Ciresan et al. 2012 used 10-20); unset = as written.",
     )
 
 
@@ -249,6 +256,13 @@ class TrainConfig:
         "dropout, optimiser and epochs; flags that change those apply to every member; --width and --hidden "
         "are shared); unset = every member trains --model.",
     )
+    # Ciresan et al. 2012's committee: columns that see the digits at different widths make different mistakes.
+    member_input_widths: tuple[int, ...] | None = opt(
+        None,
+        "Committee: member K normalises its digits' width (--input-width) to the (K mod n)-th of these, "
+        "pixels, comma-separated; 0 = as written (e.g. 0,10,14,18,12); unset = every member takes "
+        "--input-width.",
+    )
     combine: CombineRule = opt(
         "mean", "Committee: mean of the members' softmax outputs, or a majority vote (ties: the mean)."
     )
@@ -305,6 +319,7 @@ class TrainConfig:
             (1 <= self.members <= MAX_MEMBERS, f"members must be in [1, {MAX_MEMBERS}], got {self.members}"),
             (self.members_at_once is None or self.members_at_once >= 1, "members at once must be >= 1"),
             *self._member_model_problems(),
+            *self._input_width_problems(),
             *self.augment.problems(),
         ]
 
@@ -313,9 +328,12 @@ class TrainConfig:
         (index mod n)-th of ``member_models`` with ``model``'s width and hidden layers. Everything that shapes a
         member's weights is here, so a committee's model file is rebuilt from its config alone; a member's
         dropout (no weights) comes from its own recipe (:func:`mnistlab.recipes.member_recipe`)."""
-        if not self.member_models:
-            return copy.deepcopy(self.model)
-        return dataclasses.replace(self.model, name=self.member_models[index % len(self.member_models)])
+        model = copy.deepcopy(self.model)
+        if self.member_models:
+            model.name = self.member_models[index % len(self.member_models)]
+        if self.member_input_widths:
+            model.input_width = self.member_input_widths[index % len(self.member_input_widths)] or None
+        return model
 
     def _member_model_problems(self) -> list[tuple[bool, str]]:
         names = self.member_models
@@ -328,6 +346,30 @@ class TrainConfig:
                 bool(names) and names[0] == self.model.name,
                 f"--member-models must start with the committee's --model ({self.model.name}), got "
                 f"{','.join(names[:5])}",
+            ),
+        ]
+
+    def _input_width_problems(self) -> list[tuple[bool, str]]:
+        own, members = self.model.input_width, self.member_input_widths
+        used = own is not None or any(members or ())
+        return [
+            (
+                own is None or 1 <= own <= MAX_INPUT_WIDTH,
+                f"input width must be 1 to {MAX_INPUT_WIDTH} pixels",
+            ),
+            (
+                all(0 <= w <= MAX_INPUT_WIDTH for w in members or ()),
+                f"member input widths must be 0 (as written) or 1 to {MAX_INPUT_WIDTH} pixels",
+            ),
+            (
+                members is None or (self.members >= 2 and len(members) >= 1),
+                "--member-input-widths needs a committee (--members >= 2) and at least one width",
+            ),
+            # The width normalisation takes each image's darkest value for its background, which one affine
+            # map for all pixels keeps; per-pixel statistics give every pixel its own background.
+            (
+                not used or self.data.norm_stats == "global" or self.data.normalize in ("scale", "raw"),
+                "--input-width needs one pixel transform for the whole image: --norm-stats global",
             ),
         ]
 

@@ -262,12 +262,20 @@ def _describe_model(name: str, s: dict) -> str:
     return f"Model `{name}`, {s.get('epochs_run', '?')} epochs, best epoch by validation {s.get('best_epoch', '?')}."
 
 
+def _member_variant(m: dict, s: dict) -> str:
+    """ ", deep-cnn, width 14 px": what sets a member apart besides its seed (nothing in a plain committee)."""
+    model = f", {m['model']}" if s.get("member_models") else ""
+    if not s.get("member_input_widths"):
+        return model
+    return model + (f", width {m['input_width']} px" if m.get("input_width") else ", as written")
+
+
 def _committee_section(report: Report, s: dict) -> None:
     """Each member beside the committee: validation and test accuracy, and the errors they share."""
     report.heading("The committee and its members")
     rows = [
         [
-            f"member {m['member']} (seed {m['seed']}{', ' + m['model'] if s.get('member_models') else ''})",
+            f"member {m['member']} (seed {m['seed']}{_member_variant(m, s)})",
             _percent(m["val_accuracy"]),
             _percent(m["test_accuracy"]),
         ]

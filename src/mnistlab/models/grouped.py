@@ -28,6 +28,7 @@ import torch
 from torch import nn
 
 from mnistlab.errors import ConfigError
+from mnistlab.models.width import WidthNormalized, normalize_width
 
 Join = str  # "cat" (along dim 0, channels), "stack" (a new dim 0, one row per member) or "same" (shared)
 STATELESS = (nn.ReLU, nn.MaxPool2d, nn.Dropout, nn.Identity)
@@ -110,14 +111,25 @@ class GroupedNetwork(nn.Module):
         columns = [leaf_layers(m) for m in members]
         if len({len(c) for c in columns}) != 1:
             raise ConfigError("committee members to be grouped must share one architecture")
-        check_forward_order(members[0], columns[0])
+        first = members[0].net if isinstance(members[0], WidthNormalized) else members[0]
+        check_forward_order(first, columns[0])  # the layers in turn are the network after any input variant
         grouped = [group_layer(layers) for layers in zip(*columns, strict=True)]
         self.layers = nn.ModuleList(layer for layer, _ in grouped)
         self.joins = [join for _, join in grouped]
         self.count = len(members)
+        # Each member's input variant (its WidthNormalized wrapper holds no weights, so no layer above has it)
+        self.input_widths = [m.width if isinstance(m, WidthNormalized) else None for m in members]
         self.load_members(members)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if any(self.input_widths):  # member n's images, channel n of x (B, N, 28, 28), as it alone sees them
+            x = torch.cat(
+                [
+                    x[:, n : n + 1] if w is None else normalize_width(x[:, n : n + 1], float(w))
+                    for n, w in enumerate(self.input_widths)
+                ],
+                dim=1,
+            )
         for layer in self.layers:
             x = layer(x)
         return x

@@ -82,8 +82,14 @@ def _physical_memory() -> int | None:
 
 
 def model_from_config(config: ModelConfig) -> nn.Module:
-    """:func:`build_model` with the fields of a :class:`~mnistlab.config.ModelConfig`."""
-    return build_model(config.name, hidden=config.hidden, dropout=config.dropout, width=config.width)
+    """:func:`build_model` with the fields of a :class:`~mnistlab.config.ModelConfig`; with ``input_width``,
+    wrapped in its width normalisation (:class:`~mnistlab.models.width.WidthNormalized`)."""
+    net = build_model(config.name, hidden=config.hidden, dropout=config.dropout, width=config.width)
+    if config.input_width is None:
+        return net
+    from mnistlab.models.width import WidthNormalized
+
+    return WidthNormalized(net, config.input_width)
 
 
 def count_parameters(model: nn.Module) -> int:

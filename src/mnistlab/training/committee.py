@@ -97,6 +97,8 @@ def member_config(config: TrainConfig, index: int, folder: Path) -> TrainConfig:
             "data.split_seed": split_seed,
             "members": 1,
             "member_models": None,
+            "model.input_width": config.member_model(index).input_width,  # its own input variant
+            "member_input_widths": None,
             "out": str(folder / MEMBERS_DIR / str(index)),
         },
     )
@@ -292,6 +294,7 @@ def committee_summary(
         "split_seed": runs[0].config.data.split_seed,
         "members": config.members,
         "member_models": list(config.member_models) if config.member_models else None,
+        "member_input_widths": list(config.member_input_widths) if config.member_input_widths else None,
         "combine": config.combine,
         "parameters": sum(run.summary.get("parameters", 0) for run in runs),
         "member_runs": members,
@@ -316,6 +319,7 @@ def _member_row(index: int, run: Run) -> dict:
         "folder": f"{MEMBERS_DIR}/{index}",
         "seed": run.config.seed,
         "model": run.config.model.name,
+        "input_width": run.config.model.input_width,  # None: the digits as written
         "best_epoch": s.get("best_epoch"),
         "val_accuracy": s.get("best_val_accuracy"),  # the kept weights' accuracy on the shared split
         "test_accuracy": s["test_accuracy"],

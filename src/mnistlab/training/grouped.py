@@ -55,7 +55,7 @@ from mnistlab.training.progress import Reporter, StepCallback
 from mnistlab.training.trainer import Splits, Trainer, build_trainer, prepare_data
 
 # Fields in which the members of one group may differ: each member's own seed and folder.
-PER_MEMBER = {"seed", "out"}
+PER_MEMBER = {"seed", "out", "model.input_width"}  # an input variant is the grouped network's, per member
 
 
 @dataclass

@@ -1,0 +1,74 @@
+"""Ciresan et al.'s width normalisation: every digit stretched or squeezed to one ink width before the network.
+
+MNIST's digits are scaled to fit a 20 x 20 box and keep their aspect ratio, so a 1 is ~4 pixels wide and a 0
+~16. Ciresan, Meier and Schmidhuber (2012) trained the columns of their committee on copies of MNIST whose
+digits were re-scaled horizontally to one width each (10, 12, ..., 20 pixels) or left as written: the columns
+then make different mistakes, and averaging them helps more than averaging columns that differ in the seed.
+
+:class:`WidthNormalized` does that inside the model, so training (after the distortions), validation, test,
+prediction, serving and the ONNX export all see the same input. Per image (B, 1, 28, 28):
+
+1. the background is the image's darkest value (the pixel transform is one increasing affine map for the
+   whole image, so raw 0 stays the darkest); ink is what rises above it;
+2. the ink's columns are those whose brightest pixel reaches INK_FRACTION of the image's brightest;
+3. the image is resampled horizontally by ``width / (right - left + 1)`` about the ink's centre column, which
+   lands on the image's centre column; rows are untouched.
+
+A digit squeezed to half its width would skip every other column with plain bilinear sampling, so each output
+column is the mean of SUPERSAMPLE bilinear samples across its width (a box filter). An image without ink is
+returned unchanged. Everything is tensor arithmetic (no data-dependent Python), so it traces to ONNX.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+INK_FRACTION = 0.1  # of the image's brightest ink: fainter columns (anti-aliased fringes, noise) are not ink
+SUPERSAMPLE = 4  # bilinear samples per output column, averaged: squeezing by up to 4x skips no column
+
+
+def ink_columns(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(left, right): the first and last ink column of each image in x (B, 1, H, W), as float (B,) pixel
+    indices; an image without ink gets left = 0, right = W - 1 (the whole width: no change)."""
+    ink = x - x.amin(dim=(1, 2, 3), keepdim=True)  # (B, 1, H, W), background 0
+    column = ink.amax(dim=2).squeeze(1)  # (B, W): each column's brightest ink
+    peak = column.amax(dim=1, keepdim=True)  # (B, 1)
+    is_ink = (column >= INK_FRACTION * peak) & (peak > 0)  # (B, W)
+    index = torch.arange(x.shape[-1], device=x.device, dtype=x.dtype).expand_as(column)
+    left = torch.where(is_ink, index, torch.full_like(index, x.shape[-1])).amin(dim=1)
+    right = torch.where(is_ink, index, torch.full_like(index, -1)).amax(dim=1)
+    empty = right < left
+    return torch.where(empty, 0.0, left), torch.where(empty, x.shape[-1] - 1.0, right)
+
+
+def normalize_width(x: torch.Tensor, width: float) -> torch.Tensor:
+    """x (B, 1, H, W) with each image's ink re-scaled horizontally to ``width`` pixels, centred."""
+    _, _, h, w = x.shape
+    background = x.amin(dim=(1, 2, 3), keepdim=True)  # (B, 1, 1, 1)
+    left, right = ink_columns(x)
+    magnify = width / (right - left + 1)  # (B,): output pixels per input pixel
+    centre = (left + right) / 2  # (B,) input column that lands on the output's centre, (W - 1) / 2
+    # Output sub-column positions in pixels, SUPERSAMPLE per column, centred in each: (S*W,)
+    sub = (torch.arange(w * SUPERSAMPLE, device=x.device, dtype=x.dtype) + 0.5) / SUPERSAMPLE - 0.5
+    source = centre[:, None] + (sub[None, :] - (w - 1) / 2) / magnify[:, None]  # (B, S*W) input columns
+    gx = (2 * source + 1) / w - 1  # grid_sample's [-1, 1] coordinates (align_corners=False)
+    gy = (2 * torch.arange(h, device=x.device, dtype=x.dtype) + 1) / h - 1  # (H,)
+    grid = torch.stack(torch.broadcast_tensors(gx[:, None, :], gy[None, :, None]), dim=-1)  # (B, H, S*W, 2)
+    sampled = F.grid_sample(x - background, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+    return F.avg_pool2d(sampled, kernel_size=(1, SUPERSAMPLE)) + background  # (B, 1, H, W)
+
+
+class WidthNormalized(nn.Module):
+    """``net`` applied to width-normalised input (module docstring); ``width`` in pixels."""
+
+    def __init__(self, net: nn.Module, width: int) -> None:
+        super().__init__()
+        self.net, self.width = net, width
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(normalize_width(x, float(self.width)))
+
+    def extra_repr(self) -> str:
+        return f"width={self.width}"

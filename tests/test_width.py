@@ -1,0 +1,148 @@
+"""Ciresan's width normalisation (mnistlab.models.width): against hand-built digits, through a committee whose
+members see different widths (its run folders, loading, the mean of its members, the report, the ONNX export),
+and in the grouped network."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+import mnistlab
+from conftest import tiny_mlp_config
+from mnistlab.config import ModelConfig, TrainConfig
+from mnistlab.data import load_dataset
+from mnistlab.errors import ConfigError
+from mnistlab.models import model_from_config
+from mnistlab.models.grouped import GroupedNetwork
+from mnistlab.models.width import WidthNormalized, ink_columns, normalize_width
+from mnistlab.runs import read_config
+
+
+def bar(left: int, right: int, value: float = 1.0) -> torch.Tensor:
+    """A (1, 1, 28, 28) image: rows 4-23 of columns left..right at ``value``, 0 elsewhere."""
+    x = torch.zeros(1, 1, 28, 28, dtype=torch.float64)
+    x[..., 4:24, left : right + 1] = value
+    return x
+
+
+# ---- the transform, by hand -------------------------------------------------------------------------------
+def test_a_bar_4_pixels_wide_is_stretched_to_8_about_the_centre_column():
+    # columns 10..13 (centre 11.5) x2 about the output's centre 13.5: the bar covers 9.5..17.5 in pixel
+    # centres' units, i.e. columns 10..17 inside, and each row keeps twice its ink (area x 2, height x 1)
+    out = normalize_width(bar(10, 13), 8.0)
+    columns = out[0, 0, 10]  # one inked row
+    assert torch.allclose(columns[11:17], torch.ones(6, dtype=torch.float64))
+    assert columns[:9].abs().max() < 1e-12 and columns[19:].abs().max() < 1e-12
+    assert columns.sum().item() == pytest.approx(8.0, abs=1e-9)
+    assert torch.equal(out[0, 0, :4], torch.zeros(4, 28, dtype=torch.float64))  # rows are untouched
+    left, right = ink_columns(out)
+    assert (left.item(), right.item()) == (9.0, 18.0)  # the half-covered fringes 9 and 18 count as ink
+
+
+def test_squeezing_averages_across_each_output_column_instead_of_skipping_columns():
+    # stripes 1,0,0 over 21 columns squeezed 3x to 7: every output column covers one stripe and two gaps, so
+    # each is ~1/3; sampling one point per column would land on stripes or on gaps
+    x = torch.zeros(1, 1, 28, 28, dtype=torch.float64)
+    x[..., 4:24, 3:24:3] = 1.0
+    x[..., 4:24, 23] = 1.0  # the ink ends at column 23: 21 columns wide (3..23)
+    row = normalize_width(x, 7.0)[0, 0, 10]
+    inside = row[11:16]  # the output's 7 ink columns are 10..16; the fringes are partial
+    assert inside.min() > 0.2 and inside.max() < 0.5, inside
+
+
+def test_the_pixel_transform_does_not_change_where_the_ink_goes():
+    digit = torch.from_numpy(load_dataset("mnist", progress=False).test_images[:8]).double()[:, None]
+    plain = normalize_width(digit, 14.0)
+    standardised = normalize_width((digit - 33.3) / 78.6, 14.0)  # one affine map, background negative
+    torch.testing.assert_close(standardised, (plain - 33.3) / 78.6)
+    left, right = ink_columns(plain)
+    assert ((right - left + 1 - 14).abs() <= 2).all()  # within the resampling's fringe
+
+
+def test_an_image_without_ink_is_unchanged():
+    blank = torch.full((2, 1, 28, 28), -0.42)
+    assert torch.equal(normalize_width(blank, 10.0), blank)
+
+
+# ---- config and model -------------------------------------------------------------------------------------
+def test_input_width_wraps_the_model_and_is_checked():
+    model = model_from_config(ModelConfig(name="cnn", input_width=12))
+    assert isinstance(model, WidthNormalized) and model.width == 12
+    assert all(k.startswith("net.") for k in model.state_dict())
+    cfg = TrainConfig()
+    cfg.model.input_width = 0
+    with pytest.raises(ConfigError, match="input width must be 1 to 28 pixels"):
+        cfg.validate()
+    cfg = TrainConfig(member_input_widths=(0, 12))
+    with pytest.raises(ConfigError, match="needs a committee"):
+        cfg.validate()
+    cfg.members = 2
+    cfg.data.norm_stats = "pixel"
+    with pytest.raises(ConfigError, match="--norm-stats global"):
+        cfg.validate()
+    cfg.data.norm_stats = "global"
+    assert [cfg.validate().member_model(k).input_width for k in range(3)] == [None, 12, None]
+
+
+# ---- a committee of input variants ------------------------------------------------------------------------
+WIDTHS = (0, 10, 16)
+
+
+def widths_config(out: Path) -> TrainConfig:
+    """Three tiny MLPs (64 hidden), as written and at widths 10 and 16 px, 2,000 images, 4 steps each."""
+    cfg = tiny_mlp_config(out)
+    cfg.members, cfg.member_input_widths, cfg.threads, cfg.max_steps = 3, WIDTHS, 1, 4
+    return cfg
+
+
+@pytest.fixture(scope="module")
+def variants(tmp_path_factory):
+    return mnistlab.train(widths_config(tmp_path_factory.mktemp("widths") / "run"))
+
+
+def test_each_member_is_a_run_of_its_own_width_and_the_committee_their_mean(variants):
+    configs = [read_config(variants.path / "members" / str(k)) for k in range(3)]
+    assert [c.model.input_width for c in configs] == [None, 10, 16]
+    assert {c.member_input_widths for c in configs} == {None}
+    assert variants.summary["member_input_widths"] == list(WIDTHS)
+    assert [r["input_width"] for r in variants.summary["member_runs"]] == [None, 10, 16]
+    loaded = mnistlab.load_run(variants.path)
+    assert [type(m).__name__ for m in loaded.model.members] == ["MLP", "WidthNormalized", "WidthNormalized"]
+    images = torch.from_numpy(load_dataset("mnist", progress=False).test_images[:50])
+    members = [mnistlab.load_run(variants.path / "members" / str(k)) for k in range(3)]
+    # the members' own models normalise: their answers differ from the plain network's on the same weights
+    with torch.no_grad():
+        plain = F.softmax(members[1].model.net(members[1].preprocessor(images)), dim=1)
+    assert not torch.allclose(plain, members[1].predict(images), atol=1e-3)
+    expected = torch.stack([m.predict(images) for m in members]).mean(0)
+    torch.testing.assert_close(loaded.predict(images), expected, atol=1e-6, rtol=1e-5)
+    assert loaded.evaluate()["accuracy"] == variants.summary["test_accuracy"]
+
+
+def test_the_report_names_each_members_width(variants, tmp_path):
+    from mnistlab.evaluation.report import run_report
+
+    text = run_report(variants.path, out=tmp_path / "report").read_text()
+    assert "member 0 (seed 0, as written)" in text and "member 2 (seed 2, width 16 px)" in text
+
+
+def test_the_onnx_export_normalises_each_member_in_the_graph(variants, tmp_path):
+    from mnistlab.app.export import MAX_LOGIT_DIFF, VERIFY_IMAGES, export_run
+
+    report = export_run(mnistlab.load_run(variants.path), "onnx", tmp_path / "widths.onnx")
+    assert report.images == VERIFY_IMAGES and report.argmax_agree == VERIFY_IMAGES
+    assert report.max_abs_logit_diff <= MAX_LOGIT_DIFF
+
+
+def test_grouped_members_of_other_widths_step_as_they_would_alone():
+    torch.manual_seed(0)
+    members = [model_from_config(ModelConfig(name="cnn", input_width=w)).double() for w in (None, 10, 18)]
+    network = GroupedNetwork(members).eval()
+    x = torch.randn(4, 3, 28, 28, dtype=torch.float64)
+    with torch.no_grad():
+        out = network(x)
+        for n, member in enumerate(members):
+            torch.testing.assert_close(out[n], member.eval()(x[:, n : n + 1]), atol=1e-10, rtol=1e-10)
