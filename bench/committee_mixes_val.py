@@ -1,10 +1,11 @@
 """Validation only (issue 14): committees of one model against committees of two, over every subset.
 
-    PYTHONPATH=src python bench/committee_mixes_val.py A B [--size 5]
+    PYTHONPATH=src python bench/committee_mixes_val.py A B [B ...] [--size 5]
 
-A and B are committee folders on the same validation split (same split seed, val size and preprocessing;
-checked by comparing the labels), e.g. five-plus deep-cnn members and five lenet-wide members of one split
-seed. For each mix (k members of A and size - k of B, k = size..0) it scores every such subset on the
+A is a committee folder and B another committee folder or several ordinary runs, all on the same validation
+split (same split seed and val size; checked by comparing the labels), e.g. five-plus deep-cnn members and
+five lenet-wide members of one split seed, or runs of other input widths (each scored with its own
+preprocessing and model). For each mix (k members of A and size - k of B, k = size..0) it scores every such subset on the
 validation split (mean of the softmax outputs) and prints the mean and spread of the validation errors and
 loss (nats/image, 10^-3) over the subsets, plus the subset that interleaves the members in the order that
 ``--member-models A,B`` would train them (A's member 0, B's 1, A's 2, ...). The test split is never loaded.
@@ -24,7 +25,7 @@ from mnistlab.inference import member_log_probs
 from mnistlab.runs import load_run
 
 sys.path.insert(0, str(Path(__file__).parent))
-from committee_mix_val import committee_split_seed, validation  # the shared split, its own preprocessing
+from committee_mix_val import committee_split_seed, run_log_probs, validation  # the shared split
 
 
 def members_on_validation(folder: str) -> tuple[list[torch.Tensor], torch.Tensor, int]:
@@ -35,6 +36,16 @@ def members_on_validation(folder: str) -> tuple[list[torch.Tensor], torch.Tensor
     with torch.no_grad():
         members = list(member_log_probs(committee.model, val.images, 2000).cpu())
     return members, val.labels.cpu(), split_seed
+
+
+def runs_on_validation(folders: list[str], split_seed: int, labels: torch.Tensor) -> list[torch.Tensor]:
+    """Each B: a committee's members, or ordinary runs one by one, on the shared split."""
+    if len(folders) == 1 and load_run(folders[0]).summary.get("kind") == "committee":
+        members, labels_b, split_b = members_on_validation(folders[0])
+        if split_b != split_seed or not torch.equal(labels, labels_b):
+            raise SystemExit(f"{folders[0]}: another validation split than A's")
+        return members
+    return [run_log_probs(load_run(folder), split_seed, labels) for folder in folders]
 
 
 def score(log_probs: list[torch.Tensor], labels: torch.Tensor) -> tuple[int, float]:
@@ -51,14 +62,17 @@ def interleaved(a: list[torch.Tensor], b: list[torch.Tensor], size: int) -> list
 def main(argv: list[str]) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("a")
-    parser.add_argument("b")
+    parser.add_argument("b", nargs="+")
     parser.add_argument("--size", type=int, default=5, help="members per committee")
     args = parser.parse_args(argv)
     a, labels, split_seed = members_on_validation(args.a)
-    b, labels_b, split_b = members_on_validation(args.b)
-    if split_b != split_seed or not torch.equal(labels, labels_b):
-        raise SystemExit(f"{args.b}: another validation split than {args.a}'s")
-    print(f"A = {args.a} ({len(a)} members), B = {args.b} ({len(b)} members), split seed {split_seed}")
+    b = runs_on_validation(args.b, split_seed, labels)
+    print(
+        f"A = {args.a} ({len(a)} members), B = {' '.join(args.b)} ({len(b)} members), split seed {split_seed}"
+    )
+    for name, members in (("A", a), ("B", b)):
+        alone = [score([m], labels) for m in members]
+        print(f"{name} alone: errors {[e for e, _ in alone]}, loss {[round(1000 * v, 2) for _, v in alone]}")
     for k in range(args.size, -1, -1):
         if k > len(a) or args.size - k > len(b):
             continue
