@@ -342,6 +342,9 @@ def test_the_lab_figure_shows_16_draws_of_each_kind(tmp_path):
     png = tmp_path / "lab" / "distortions.png"
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 10_000
     assert (tmp_path / "lab" / "report.html").is_file()
+    widths = tmp_path / "lab" / "widths.png"  # the input variants beside the distortions
+    assert widths.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and widths.stat().st_size > 10_000
+    assert "as written and at each width" in (tmp_path / "lab" / "report.html").read_text()
     image = digit_like(1)[0]
     draws = distortion_draws(image, AugmentConfig(), "both")
     assert draws.shape == (DRAWS, 28, 28) and len({d.sum().item() for d in draws}) == DRAWS  # all different

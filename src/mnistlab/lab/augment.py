@@ -1,4 +1,5 @@
-"""The distortions, seen: one training digit under 16 random draws of each kind (affine, elastic, both).
+"""The distortions, seen: one training digit under 16 random draws of each kind (affine, elastic, both); and
+the input variants: training digits re-scaled to each width of Ciresan et al. 2012 (--member-input-widths).
 
 The draws come from the same :class:`mnistlab.data.augment.Distorter` the training loop uses, applied to
 the digit after preprocessing (as in training), and are shown in pixel units again.
@@ -17,9 +18,12 @@ from mnistlab.data.augment import Distorter
 from mnistlab.evaluation.plots import new_figure, save_figure
 from mnistlab.evaluation.report import Report
 from mnistlab.lab.common import LabOptions, open_out_dir, write_config
+from mnistlab.models.width import normalize_width
 
 KINDS = ("affine", "elastic", "both")
 DRAWS = 16
+WIDTHS = (10, 12, 14, 16, 18, 20)  # pixels: Ciresan et al. 2012's width normalisations
+WIDTH_DIGITS = 12  # training images shown at each width
 
 
 def run(options: LabOptions) -> Report:
@@ -36,6 +40,13 @@ def run(options: LabOptions) -> Report:
         "smoothed by a Gaussian of std sigma and scaled by alpha. `both` adds the two displacements into one "
         "sampling grid. Training applies them to every training batch, with a fresh draw each time; "
         "validation and test images are never distorted."
+    )
+    widths = width_figure(out / "widths.png", count=WIDTH_DIGITS)
+    report.figure(widths, f"The first {WIDTH_DIGITS} training digits as written and at each width, pixels.")
+    report.text(
+        "Ciresan et al. 2012 trained the columns of their committee on digits re-scaled horizontally to one "
+        "ink width each; `--member-input-widths` gives each committee member one of these views. The model "
+        "applies it to every input, after the distortions in training."
     )
     report.write(out)
     return report
@@ -82,3 +93,25 @@ def _describe(c: AugmentConfig) -> str:
         f"affine: rotate ±{c.rotate:g}°, zoom ±{100 * c.scale:g} %, shear ±{c.shear:g}°, shift ±{c.translate:g} px;"
         f"  elastic: alpha {c.elastic_alpha:g} px, sigma {c.elastic_sigma:g} px"
     )
+
+
+def width_figure(
+    out: str | Path, *, count: int = WIDTH_DIGITS, dataset: str = "mnist", data_dir: str | None = None
+) -> Path:
+    """Write a PNG: the first ``count`` training images as written (top row) and at each of WIDTHS."""
+    arrays = load_dataset(dataset, data_dir, progress=False)
+    images = torch.from_numpy(arrays.train_images[:count]).float()[:, None]  # (count, 1, 28, 28), 0-255
+    rows = [("as written", images)] + [(f"{w} px", normalize_width(images, float(w))) for w in WIDTHS]
+    fig, axes = new_figure(ncols=count, nrows=len(rows), size=(0.95, 1.0))
+    for r, (name, pictures) in enumerate(rows):
+        for col in range(count):
+            ax = axes[r * count + col]
+            ax.imshow(pictures[col, 0].numpy(), cmap="gray_r", vmin=0, vmax=255)
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if col == 0:
+                ax.set_ylabel(name, fontsize=8)
+    fig.suptitle(
+        "Width normalisation (Ciresan et al. 2012): each digit's ink re-scaled to one width", fontsize=9
+    )
+    return save_figure(fig, out)
