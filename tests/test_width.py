@@ -87,6 +87,19 @@ def test_input_width_wraps_the_model_and_is_checked():
     assert [cfg.validate().member_model(k).input_width for k in range(3)] == [None, 12, None]
 
 
+def test_the_numpy_engine_refuses_input_widths_it_would_not_train_with():
+    from mnistlab.recipes import recipe
+    from mnistlab.training.numpy_engine import check_config
+
+    cfg = recipe("mlp", engine="numpy")
+    cfg.model.input_width = 14
+    with pytest.raises(ConfigError, match="--input-width 14"):
+        check_config(cfg)
+    cfg.model.input_width, cfg.members, cfg.member_input_widths = None, 3, (0, 12)
+    with pytest.raises(ConfigError, match="--member-input-widths"):
+        check_config(cfg)
+
+
 # ---- a committee of input variants ------------------------------------------------------------------------
 WIDTHS = (0, 10, 16)
 

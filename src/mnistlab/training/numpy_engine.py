@@ -71,6 +71,8 @@ def check_config(config: TrainConfig) -> None:
         (config.device.startswith("cuda"), f"--device {config.device} (the CPU only: cpu or auto)"),
         (world > 1, f"--nproc / torchrun ({world} processes; one only)"),
         (config.augment.kind != "none", f"--augment {config.augment.kind} (none only)"),
+        (m.input_width is not None, f"--input-width {m.input_width} (the digits as written only)"),
+        (any(config.member_input_widths or ()), "--member-input-widths (the digits as written only)"),
     ]
     bad = [what for failed, what in problems if failed]
     if bad:
