@@ -36,7 +36,9 @@ CombineRule = Literal["mean", "vote"]
 Engine = Literal["torch", "numpy"]
 MAX_WIDTH = 100.0  # model.width: the cnn at 100x has 6,400-channel convolutions
 MAX_LAYERS, MAX_UNITS = 100, 10**7  # model.hidden: layers, units per layer
-MAX_INPUT_WIDTH = 28  # model.input_width: pixels, MNIST's image width
+# model.input_width, pixels: MNIST's image width at most; at least a quarter of it, because the resampling's box
+# filter (mnistlab.models.width.SUPERSAMPLE) averages 4 samples per output column and a wider squeeze skips ink.
+MIN_INPUT_WIDTH, MAX_INPUT_WIDTH = 7, 28
 MAX_MEMBERS = 1000  # members: a committee's runs (Ciresan et al. used 35)
 
 
@@ -261,7 +263,7 @@ class TrainConfig:
         None,
         "Committee: member K normalises its digits' width (--input-width) to the (K mod n)-th of these, "
         "pixels, comma-separated; 0 = as written (e.g. 0,10,14,18,12); unset = every member takes "
-        "--input-width.",
+        "--input-width (the two are not combined).",
     )
     combine: CombineRule = opt(
         "mean", "Committee: mean of the members' softmax outputs, or a majority vote (ties: the mean)."
@@ -354,16 +356,21 @@ class TrainConfig:
         used = own is not None or any(members or ())
         return [
             (
-                own is None or 1 <= own <= MAX_INPUT_WIDTH,
-                f"input width must be 1 to {MAX_INPUT_WIDTH} pixels",
+                own is None or MIN_INPUT_WIDTH <= own <= MAX_INPUT_WIDTH,
+                f"input width must be {MIN_INPUT_WIDTH} to {MAX_INPUT_WIDTH} pixels, got {own}",
             ),
             (
-                all(0 <= w <= MAX_INPUT_WIDTH for w in members or ()),
-                f"member input widths must be 0 (as written) or 1 to {MAX_INPUT_WIDTH} pixels",
+                all(w == 0 or MIN_INPUT_WIDTH <= w <= MAX_INPUT_WIDTH for w in members or ()),
+                f"member input widths must be 0 (as written) or {MIN_INPUT_WIDTH} to {MAX_INPUT_WIDTH} pixels",
             ),
             (
-                members is None or (self.members >= 2 and len(members) >= 1),
-                "--member-input-widths needs a committee (--members >= 2) and at least one width",
+                members is None or (self.members >= 2 and 1 <= len(members) <= MAX_MEMBERS),
+                f"--member-input-widths needs a committee (--members >= 2) and 1 to {MAX_MEMBERS} widths",
+            ),
+            (
+                members is None or own is None,
+                "--input-width and --member-input-widths do not combine: give every member's width in the "
+                "list (0 = as written)",
             ),
             # The width normalisation takes each image's darkest value for its background, which one affine
             # map for all pixels keeps; per-pixel statistics give every pixel its own background.

@@ -192,7 +192,10 @@ def _model_knobs(config: TrainConfig) -> str:
     members = f", {config.members} members" if config.members > 1 else ""
     if config.members > 1 and config.member_models:
         members += f" of {','.join(config.member_models[:5])} in turn"
-    return f"width {m.width:g}" + (f", hidden {list(m.hidden)}" if m.hidden else "") + members
+    variant = f", input width {m.input_width} px" if m.input_width else ""
+    if config.members > 1 and config.member_input_widths:
+        variant = f", input widths {','.join(map(str, config.member_input_widths[:5]))} in turn"
+    return f"width {m.width:g}" + (f", hidden {list(m.hidden)}" if m.hidden else "") + variant + members
 
 
 def _first_nonfinite(value: torch.Tensor) -> str:

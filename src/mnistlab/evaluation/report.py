@@ -186,7 +186,8 @@ def run_report(
     report.text(
         f"Test accuracy {100 * accuracy:.2f} % on {len(labels):,} images "
         f"({int((predicted != labels).sum()):,} mistakes), macro F1 {result['macro_f1']:.4f}. "
-        f"{_describe_model(run.config.model.name, s)} The test set was not used to choose anything."
+        f"{_describe_model(run.config.model.name, s, run.config.model.input_width)} The test set was not used "
+        "to choose anything."
     )
     if s.get("kind") == "committee":
         _committee_section(report, s)
@@ -252,20 +253,24 @@ def _galleries(
     return rows
 
 
-def _describe_model(name: str, s: dict) -> str:
+def _describe_model(name: str, s: dict, input_width: int | None = None) -> str:
     if s.get("kind") == "committee":
         models = " and ".join(f"`{m}`" for m in s.get("member_models") or [name])  # several models in turn
         return (
             f"A committee of {s['members']} {models} members ({s['combine']} of their softmax outputs; "
             "each member's epoch chosen on validation)."
         )
-    return f"Model `{name}`, {s.get('epochs_run', '?')} epochs, best epoch by validation {s.get('best_epoch', '?')}."
+    variant = f" on digits re-scaled to {input_width} px wide" if input_width else ""
+    return (
+        f"Model `{name}`{variant}, {s.get('epochs_run', '?')} epochs, best epoch by validation "
+        f"{s.get('best_epoch', '?')}."
+    )
 
 
 def _member_variant(m: dict, s: dict) -> str:
     """ ", deep-cnn, width 14 px": what sets a member apart besides its seed (nothing in a plain committee)."""
     model = f", {m['model']}" if s.get("member_models") else ""
-    if not s.get("member_input_widths"):
+    if not any(r.get("input_width") for r in s["member_runs"]):
         return model
     return model + (f", width {m['input_width']} px" if m.get("input_width") else ", as written")
 

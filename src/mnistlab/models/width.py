@@ -1,7 +1,7 @@
 """Ciresan et al.'s width normalisation: every digit stretched or squeezed to one ink width before the network.
 
-MNIST's digits are scaled to fit a 20 x 20 box and keep their aspect ratio, so a 1 is ~4 pixels wide and a 0
-~16. Ciresan, Meier and Schmidhuber (2012) trained the columns of their committee on copies of MNIST whose
+MNIST's digits are scaled to fit a 20 x 20 box and keep their aspect ratio, so a 1 is ~7 pixels wide (as this
+module measures ink) and a 0 ~16. Ciresan, Meier and Schmidhuber (2012) trained the columns of their committee on copies of MNIST whose
 digits were re-scaled horizontally to one width each (10, 12, ..., 20 pixels) or left as written: the columns
 then make different mistakes, and averaging them helps more than averaging columns that differ in the seed.
 
@@ -16,7 +16,11 @@ prediction, serving and the ONNX export all see the same input. Per image (B, 1,
 
 A digit squeezed to half its width would skip every other column with plain bilinear sampling, so each output
 column is the mean of SUPERSAMPLE bilinear samples across its width (a box filter). An image without ink is
-returned unchanged. Everything is tensor arithmetic (no data-dependent Python), so it traces to ONNX.
+returned unchanged. Everything is tensor arithmetic (no data-dependent Python), so it traces to ONNX. The
+grid is built and sampled in float32 at least (a bfloat16 grid would misplace samples by ~1/8 pixel).
+
+In training it follows the distortions, so it undoes their horizontal shift (the ink is re-centred) and most of
+their horizontal zoom and shear: a width member trains on milder distortions than a member as written.
 """
 
 from __future__ import annotations
@@ -45,6 +49,8 @@ def ink_columns(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 
 def normalize_width(x: torch.Tensor, width: float) -> torch.Tensor:
     """x (B, 1, H, W) with each image's ink re-scaled horizontally to ``width`` pixels, centred."""
+    if x.dtype in (torch.float16, torch.bfloat16):
+        return normalize_width(x.float(), width).to(x.dtype)
     _, _, h, w = x.shape
     background = x.amin(dim=(1, 2, 3), keepdim=True)  # (B, 1, 1, 1)
     left, right = ink_columns(x)
