@@ -210,3 +210,22 @@ def test_a_single_run_report_and_a_lying_file_name_the_input_width():
     assert "input width 12 px" in _model_knobs(cfg)
     cfg.model.input_width, cfg.members, cfg.member_input_widths = None, 3, (0, 10)
     assert "input widths 0,10 in turn" in _model_knobs(cfg)
+
+
+def test_the_validation_scripts_score_a_committee_beside_ordinary_runs(variants, capsys):
+    """bench/committee_mixes_val.py with runs as B, and committee_swap_val.py: a member swapped for its own run
+    folder (an ordinary run on the committee's split) changes nothing."""
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).parents[1] / "bench"))
+    import committee_mixes_val
+    import committee_swap_val
+
+    members = [str(variants.path / "members" / str(k)) for k in range(3)]
+    committee_mixes_val.main([str(variants.path), *members, "--size", "2"])
+    mixes = capsys.readouterr().out
+    assert "B alone: errors" in mixes and "0 of A + 2 of B (3 subsets)" in mixes
+    committee_swap_val.main([str(variants.path), f"1={members[1]}", "--size", "2"])
+    lines = capsys.readouterr().out.splitlines()
+    before, after = (line.split(":", 1)[1].strip() for line in lines[-2:])
+    assert before == after and "3 subsets" in before
