@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pytest
@@ -13,6 +14,9 @@ from mnistlab.config import TrainConfig
 from mnistlab.data.idx import write_idx
 from mnistlab.data.registry import MNIST_FILES
 from mnistlab.recipes import recipe
+
+if TYPE_CHECKING:
+    import torch
 
 # ---- data: synthetic MNIST-format datasets -----------------------------------------------------------------
 
@@ -95,3 +99,21 @@ def app_run(tmp_path_factory):
     cfg = tiny_mlp_config(tmp_path_factory.mktemp("app") / "run")
     train(cfg)
     return load_run(cfg.out)
+
+
+def step_grouped_and_alone(network, together, members, alone, xs, ys) -> torch.Tensor:
+    """One optimiser step of the grouped ``network`` (optimiser ``together``) on member n's batch xs[n] (B, 1,
+    28, 28) with labels ys[n], and one of each member alone (its optimiser in ``alone``) on the same batch: the
+    two ways the grouped tests compare. Returns the grouped logits (N, B, 10)."""
+    import torch
+    import torch.nn.functional as F
+
+    logits = network(torch.cat(xs, dim=1))
+    together.zero_grad()
+    sum(F.cross_entropy(logits[n], ys[n]) for n in range(len(members))).backward()
+    together.step()
+    for member, opt, x, y in zip(members, alone, xs, ys, strict=True):
+        opt.zero_grad()
+        F.cross_entropy(member(x), y).backward()
+        opt.step()
+    return logits

@@ -156,8 +156,7 @@ def test_a_cuda_run_trains_saves_loads_on_cpu_and_resumes_exactly(tmp_path, inte
 
 def test_grouped_members_on_cuda_match_the_cpu_in_float64():
     """The grouped network of 3 cnn members: three SGD steps on CUDA equal the members' own steps (float64)."""
-    import torch.nn.functional as F
-
+    from conftest import step_grouped_and_alone
     from mnistlab.models.grouped import GroupedNetwork, split_tensor
 
     torch.manual_seed(0)
@@ -168,14 +167,7 @@ def test_grouped_members_on_cuda_match_the_cpu_in_float64():
     for _ in range(3):
         xs = [torch.randn(32, 1, 28, 28, generator=g, dtype=torch.float64).cuda() for _ in range(3)]
         ys = [torch.randint(0, 10, (32,), generator=g).cuda() for _ in range(3)]
-        logits = network(torch.cat(xs, dim=1))
-        together.zero_grad()
-        sum(F.cross_entropy(logits[n], ys[n]) for n in range(3)).backward()
-        together.step()
-        for member, opt, x, y in zip(members, alone, xs, ys, strict=True):
-            opt.zero_grad()
-            F.cross_entropy(member(x), y).backward()
-            opt.step()
+        step_grouped_and_alone(network, together, members, alone, xs, ys)
     for grouped, tensors, join in network.tensor_pairs(members):
         if grouped.is_floating_point():
             for piece, tensor in zip(split_tensor(grouped, join, 3), tensors, strict=True):

@@ -12,11 +12,10 @@ from pathlib import Path
 
 import pytest
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 import mnistlab
-from conftest import tiny_mlp_config
+from conftest import step_grouped_and_alone, tiny_mlp_config
 from mnistlab.config import OptimConfig, TrainConfig
 from mnistlab.errors import ConfigError
 from mnistlab.models import build_model
@@ -69,15 +68,8 @@ def test_grouped_steps_are_the_members_own_steps_in_float64(name, optimizer):
     for _ in range(3):
         xs = [torch.randn(8, 1, 28, 28, generator=data, dtype=torch.float64) for _ in range(count)]
         ys = [torch.randint(0, 10, (8,), generator=data) for _ in range(count)]
-        logits = network(torch.cat(xs, dim=1))  # (N, B, 10)
+        logits = step_grouped_and_alone(network, together, members, alone, xs, ys)
         assert logits.shape == (count, 8, 10)
-        together.zero_grad()
-        sum(F.cross_entropy(logits[n], ys[n]) for n in range(count)).backward()
-        together.step()
-        for member, opt, x, y in zip(members, alone, xs, ys, strict=True):
-            opt.zero_grad()
-            F.cross_entropy(member(x), y).backward()
-            opt.step()
     assert max_difference(network, members) < 1e-10  # weights and BatchNorm running statistics
 
 

@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 
 import mnistlab
-from conftest import tiny_mlp_config
+from conftest import step_grouped_and_alone, tiny_mlp_config
 from mnistlab.config import ModelConfig, TrainConfig
 from mnistlab.data import load_dataset
 from mnistlab.errors import ConfigError
@@ -183,14 +183,7 @@ def test_grouped_members_of_other_widths_step_as_they_would_alone():
     for step in range(2):
         first = [24 * step + 8 * n for n in range(3)]  # each member its own 8 digits per step
         xs, ys = [digits[k : k + 8] for k in first], [labels[k : k + 8] for k in first]
-        logits = network(torch.cat(xs, dim=1))  # (3, 8, 10)
-        together.zero_grad()
-        sum(F.cross_entropy(logits[n], ys[n]) for n in range(3)).backward()
-        together.step()
-        for member, opt, x, y in zip(members, alone, xs, ys, strict=True):
-            opt.zero_grad()
-            F.cross_entropy(member(x), y).backward()
-            opt.step()
+        step_grouped_and_alone(network, together, members, alone, xs, ys)
     copies = [model_from_config(ModelConfig(name="cnn", input_width=w)).double() for w in widths]
     network.store_members(copies)
     for member, copy in zip(members, copies, strict=True):
