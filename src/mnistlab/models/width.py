@@ -1,9 +1,10 @@
 """Ciresan et al.'s width normalisation: every digit stretched or squeezed to one ink width before the network.
 
 MNIST's digits are scaled to fit a 20 x 20 box and keep their aspect ratio, so a 1 is ~7 pixels wide (as this
-module measures ink) and a 0 ~16. Ciresan, Meier and Schmidhuber (2012) trained the columns of their committee on copies of MNIST whose
-digits were re-scaled horizontally to one width each (10, 12, ..., 20 pixels) or left as written: the columns
-then make different mistakes, and averaging them helps more than averaging columns that differ in the seed.
+module measures ink) and a 0 ~16. Ciresan, Meier and Schmidhuber (2012) trained the columns of their committee
+on copies of MNIST whose digits were re-scaled horizontally to one width each (10, 12, ..., 20 pixels) or left
+as written, so that the columns make different mistakes for the average to cancel. (For mnistlab's committee,
+on validation, it did not help enough to adopt: BENCHMARKS.md, "Input variants".)
 
 :class:`WidthNormalized` does that inside the model, so training (after the distortions), validation, test,
 prediction, serving and the ONNX export all see the same input. Per image (B, 1, 28, 28):
