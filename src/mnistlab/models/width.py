@@ -37,15 +37,19 @@ SUPERSAMPLE = 4  # bilinear samples per output column, averaged: squeezing by up
 def ink_columns(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """(left, right): the first and last ink column of each image in x (B, 1, H, W), as float (B,) pixel
     indices; an image without ink gets left = 0, right = W - 1 (the whole width: no change)."""
-    ink = x - x.amin(dim=(1, 2, 3), keepdim=True)  # (B, 1, H, W), background 0
+    return _ink_box(x - x.amin(dim=(1, 2, 3), keepdim=True))
+
+
+def _ink_box(ink: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`ink_columns` of ``ink`` (B, 1, H, W), images whose background is already 0."""
     column = ink.amax(dim=2).squeeze(1)  # (B, W): each column's brightest ink
     peak = column.amax(dim=1, keepdim=True)  # (B, 1)
     is_ink = (column >= INK_FRACTION * peak) & (peak > 0)  # (B, W)
-    index = torch.arange(x.shape[-1], device=x.device, dtype=x.dtype).expand_as(column)
-    left = torch.where(is_ink, index, torch.full_like(index, x.shape[-1])).amin(dim=1)
+    index = torch.arange(ink.shape[-1], device=ink.device, dtype=ink.dtype).expand_as(column)
+    left = torch.where(is_ink, index, torch.full_like(index, ink.shape[-1])).amin(dim=1)
     right = torch.where(is_ink, index, torch.full_like(index, -1)).amax(dim=1)
     empty = right < left
-    return torch.where(empty, 0.0, left), torch.where(empty, x.shape[-1] - 1.0, right)
+    return torch.where(empty, 0.0, left), torch.where(empty, ink.shape[-1] - 1.0, right)
 
 
 def normalize_width(x: torch.Tensor, width: float) -> torch.Tensor:
@@ -54,7 +58,8 @@ def normalize_width(x: torch.Tensor, width: float) -> torch.Tensor:
         return normalize_width(x.float(), width).to(x.dtype)
     _, _, h, w = x.shape
     background = x.amin(dim=(1, 2, 3), keepdim=True)  # (B, 1, 1, 1)
-    left, right = ink_columns(x)
+    ink = x - background  # (B, 1, H, W), background 0: what is resampled (grid_sample pads with 0)
+    left, right = _ink_box(ink)
     magnify = width / (right - left + 1)  # (B,): output pixels per input pixel
     centre = (left + right) / 2  # (B,) input column that lands on the output's centre, (W - 1) / 2
     # Output sub-column positions in pixels, SUPERSAMPLE per column, centred in each: (S*W,)
@@ -63,7 +68,7 @@ def normalize_width(x: torch.Tensor, width: float) -> torch.Tensor:
     gx = (2 * source + 1) / w - 1  # grid_sample's [-1, 1] coordinates (align_corners=False)
     gy = (2 * torch.arange(h, device=x.device, dtype=x.dtype) + 1) / h - 1  # (H,)
     grid = torch.stack(torch.broadcast_tensors(gx[:, None, :], gy[None, :, None]), dim=-1)  # (B, H, S*W, 2)
-    sampled = F.grid_sample(x - background, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+    sampled = F.grid_sample(ink, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
     return F.avg_pool2d(sampled, kernel_size=(1, SUPERSAMPLE)) + background  # (B, 1, H, W)
 
 
