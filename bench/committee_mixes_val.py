@@ -22,7 +22,7 @@ from pathlib import Path
 import torch
 
 from mnistlab.inference import member_log_probs
-from mnistlab.runs import load_run
+from mnistlab.runs import Run, load_run
 
 sys.path.insert(0, str(Path(__file__).parent))
 from committee_mix_val import committee_split_seed, run_log_probs, validation  # the shared split
@@ -30,7 +30,11 @@ from committee_mix_val import committee_split_seed, run_log_probs, validation  #
 
 def members_on_validation(folder: str) -> tuple[list[torch.Tensor], torch.Tensor, int]:
     """(each member's (N, 10) validation log-probabilities, the labels, the split seed) of a committee."""
-    committee = load_run(folder)
+    return committee_on_validation(load_run(folder))
+
+
+def committee_on_validation(committee: Run) -> tuple[list[torch.Tensor], torch.Tensor, int]:
+    """:func:`members_on_validation` of a committee already loaded."""
     split_seed = committee_split_seed(committee.summary)
     val = validation(committee, split_seed)
     with torch.no_grad():
@@ -40,18 +44,29 @@ def members_on_validation(folder: str) -> tuple[list[torch.Tensor], torch.Tensor
 
 def runs_on_validation(folders: list[str], split_seed: int, labels: torch.Tensor) -> list[torch.Tensor]:
     """Each B: a committee's members, or ordinary runs one by one, on the shared split."""
-    if len(folders) == 1 and load_run(folders[0]).summary.get("kind") == "committee":
-        members, labels_b, split_b = members_on_validation(folders[0])
+    first = load_run(folders[0])
+    if len(folders) == 1 and first.summary.get("kind") == "committee":
+        members, labels_b, split_b = committee_on_validation(first)
         if split_b != split_seed or not torch.equal(labels, labels_b):
             raise SystemExit(f"{folders[0]}: another validation split than A's")
         return members
-    return [run_log_probs(load_run(folder), split_seed, labels) for folder in folders]
+    return [
+        run_log_probs(load_run(folder) if k else first, split_seed, labels)
+        for k, folder in enumerate(folders)
+    ]
 
 
 def score(log_probs: list[torch.Tensor], labels: torch.Tensor) -> tuple[int, float]:
     """(errors, loss in nats/image) of the mean of the members' probabilities."""
     probs = torch.stack(log_probs).exp().mean(0)
     return int((probs.argmax(1) != labels).sum()), float(torch.nn.functional.nll_loss(probs.log(), labels))
+
+
+def spread(scores: list[tuple[int, float]]) -> tuple[float, int, int, float, float]:
+    """Over subsets' (errors, loss) scores: mean, min and max errors; mean and std of the loss in 10^-3 nats."""
+    errors, losses = [s[0] for s in scores], [1000 * s[1] for s in scores]
+    sd = statistics.stdev(losses) if len(losses) > 1 else 0.0
+    return statistics.fmean(errors), min(errors), max(errors), statistics.fmean(losses), sd
 
 
 def interleaved(a: list[torch.Tensor], b: list[torch.Tensor], size: int) -> list[torch.Tensor]:
@@ -81,11 +96,10 @@ def main(argv: list[str]) -> None:
             for ia in itertools.combinations(range(len(a)), k)
             for ib in itertools.combinations(range(len(b)), args.size - k)
         ]
-        errors, losses = [s[0] for s in scores], [1000 * s[1] for s in scores]
-        sd = statistics.stdev(losses) if len(losses) > 1 else 0.0
+        errors, low, high, loss, sd = spread(scores)
         print(
-            f"{k} of A + {args.size - k} of B ({len(scores)} subsets): errors {statistics.fmean(errors):.1f} "
-            f"(min {min(errors)}, max {max(errors)}), loss {statistics.fmean(losses):.2f} ± {sd:.2f}"
+            f"{k} of A + {args.size - k} of B ({len(scores)} subsets): errors {errors:.1f} "
+            f"(min {low}, max {high}), loss {loss:.2f} ± {sd:.2f}"
         )
     if len(a) >= args.size and len(b) >= args.size:
         errors, loss = score(interleaved(a, b, args.size), labels)

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import itertools
-import statistics
 import sys
 from pathlib import Path
 
@@ -23,18 +22,15 @@ from mnistlab.runs import load_run
 
 sys.path.insert(0, str(Path(__file__).parent))
 from committee_mix_val import run_log_probs  # one run on the committee's split, its own preprocessing
-from committee_mixes_val import members_on_validation, score
+from committee_mixes_val import members_on_validation, score, spread
 
 
 def subsets(members: list[torch.Tensor], labels: torch.Tensor, size: int) -> str:
     scores = [
         score([members[i] for i in c], labels) for c in itertools.combinations(range(len(members)), size)
     ]
-    errors, losses = [s[0] for s in scores], [1000 * s[1] for s in scores]
-    return (
-        f"{len(scores)} subsets: errors {statistics.fmean(errors):.2f} (min {min(errors)}, max {max(errors)}), "
-        f"loss {statistics.fmean(losses):.3f} ± {statistics.stdev(losses) if len(losses) > 1 else 0.0:.2f}"
-    )
+    errors, low, high, loss, sd = spread(scores)
+    return f"{len(scores)} subsets: errors {errors:.2f} (min {low}, max {high}), loss {loss:.3f} ± {sd:.2f}"
 
 
 def main(argv: list[str]) -> None:
