@@ -17,7 +17,7 @@ from mnistlab.data import load_dataset
 from mnistlab.errors import ConfigError
 from mnistlab.models import model_from_config
 from mnistlab.models.grouped import GroupedNetwork
-from mnistlab.models.width import WidthNormalized, ink_columns, normalize_width
+from mnistlab.models.width import WidthNormalized, ink_columns, normalize_width, normalize_width_split
 from mnistlab.runs import read_config
 
 
@@ -74,6 +74,48 @@ def test_half_precision_input_is_resampled_in_float32():
     half = normalize_width(digits.bfloat16(), 12.0)
     assert half.dtype == torch.bfloat16
     torch.testing.assert_close(half.float(), normalize_width(digits, 12.0), atol=2.0, rtol=0.01)
+
+
+def test_a_split_is_normalised_as_its_images_are_one_by_one(monkeypatch):
+    import mnistlab.models.width as width
+
+    monkeypatch.setattr(width, "SPLIT_CHUNK", 3)  # 8 images in chunks of 3, 3 and 2
+    digits = torch.from_numpy(load_dataset("mnist", progress=False).test_images[:8]).float()[:, None]
+    alone = torch.cat([normalize_width(digits[k : k + 1], 12.0) for k in range(8)])
+    torch.testing.assert_close(normalize_width_split(digits, 12.0), alone)
+
+
+# ---- Ciresan's order in training: the width first, then the distortions -----------------------------------
+def test_the_model_normalises_in_eval_mode_and_passes_training_batches_through():
+    model = WidthNormalized(torch.nn.Identity(), 8)
+    assert torch.equal(model.eval()(bar(10, 13)), normalize_width(bar(10, 13), 8.0))
+    assert torch.equal(model.train()(bar(10, 13)), bar(10, 13))  # the trainer normalised it already
+
+
+def _trainer(width: int | None, images: torch.Tensor, labels: torch.Tensor):
+    from mnistlab.data import Preprocessor, TensorSplit
+    from mnistlab.training.trainer import build_trainer
+
+    cfg = TrainConfig()
+    cfg.model.name, cfg.model.input_width, cfg.batch_size, cfg.seed = "cnn", width, 16, 3
+    cfg.augment.kind = "both"
+    pre = Preprocessor.fit(load_dataset("mnist", progress=False).train_images[:64])
+    split = TensorSplit(images, labels)
+    return build_trainer(cfg, model_from_config(cfg.model), split, split, preprocessor=pre)
+
+
+def test_the_trainer_distorts_training_digits_after_normalising_their_width():
+    """Ciresan's order: a width member's distorted batch is the distortion of the normalised digits (the
+    same seed draws the same order and distortions), and validation is left for the model to normalise."""
+    arrays = load_dataset("mnist", progress=False)
+    digits = (torch.from_numpy(arrays.train_images[:64]).float()[:, None] - 33.3) / 78.6
+    labels = torch.from_numpy(arrays.train_labels[:64]).long()
+    member = _trainer(12, digits, labels)
+    reference = _trainer(None, normalize_width_split(digits, 12.0), labels)
+    for (x, y), (x_ref, y_ref) in zip(member.batches(1), reference.batches(1), strict=True):
+        assert torch.equal(y, y_ref)
+        torch.testing.assert_close(x, x_ref)
+    assert member.val is not None and torch.equal(member.val.images, digits)
 
 
 # ---- config and model -------------------------------------------------------------------------------------
@@ -184,6 +226,11 @@ def test_grouped_members_of_other_widths_step_as_they_would_alone():
         first = [24 * step + 8 * n for n in range(3)]  # each member its own 8 digits per step
         xs, ys = [digits[k : k + 8] for k in first], [labels[k : k + 8] for k in first]
         step_grouped_and_alone(network, together, members, alone, xs, ys)
+    # in eval mode each channel is normalised at its member's width (in training the trainer did it)
+    network.eval()
+    grouped = network(torch.cat(xs, dim=1))
+    for n, (member, x) in enumerate(zip(members, xs, strict=True)):
+        torch.testing.assert_close(grouped[n], member.eval()(x), atol=1e-10, rtol=1e-10)
     copies = [model_from_config(ModelConfig(name="cnn", input_width=w)).double() for w in widths]
     network.store_members(copies)
     for member, copy in zip(members, copies, strict=True):

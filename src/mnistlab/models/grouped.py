@@ -122,7 +122,9 @@ class GroupedNetwork(nn.Module):
         self.load_members(members)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if any(self.input_widths):  # member n's images, channel n of x (B, N, 28, 28), as it alone sees them
+        # Member n's images, channel n of x (B, N, 28, 28), as it alone sees them: width-normalised in eval
+        # mode; in training its trainer normalised them before the distortions (models/width.py)
+        if any(self.input_widths) and not self.training:
             x = torch.cat(
                 [
                     x[:, n : n + 1] if w is None else normalize_width(x[:, n : n + 1], float(w))

@@ -6,8 +6,8 @@ on copies of MNIST whose digits were re-scaled horizontally to one width each (1
 as written, so that the columns make different mistakes for the average to cancel. (For mnistlab's committee,
 on validation, it did not help enough to adopt: BENCHMARKS.md, "Input variants".)
 
-:class:`WidthNormalized` does that inside the model, so training (after the distortions), validation, test,
-prediction, serving and the ONNX export all see the same input. Per image (B, 1, 28, 28):
+:class:`WidthNormalized` does that inside the model, so validation, test, prediction, serving and the ONNX
+export all see the same input. Per image (B, 1, 28, 28):
 
 1. the background is the image's darkest value (the pixel transform is one increasing affine map for the
    whole image, so raw 0 stays the darkest); ink is what rises above it;
@@ -20,8 +20,13 @@ column is the mean of SUPERSAMPLE bilinear samples across its width (a box filte
 returned unchanged. Everything is tensor arithmetic (no data-dependent Python), so it traces to ONNX. The
 grid is built and sampled in float32 at least (a bfloat16 grid would misplace samples by ~1/8 pixel).
 
-In training it follows the distortions, so it undoes their horizontal shift (the ink is re-centred) and most of
-their horizontal zoom and shear: a width member trains on milder distortions than a member as written.
+Training uses Ciresan's order: the width first, then the distortions. Normalising after them would undo their
+horizontal shift (the ink is re-centred) and most of their horizontal zoom and shear, and a width member would
+train on milder distortions than a member as written (on validation it also made more errors: BENCHMARKS.md,
+"Input variants"). So the trainer normalises the training split once, before any batch is drawn
+(:func:`normalize_width_split`), and :class:`WidthNormalized` in training mode (``model.train()``) passes its
+input straight to the network; in eval mode, as every scoring, prediction and export path uses it, it
+normalises. The clean last epochs thus see exactly what evaluation sees.
 """
 
 from __future__ import annotations
@@ -32,6 +37,7 @@ from torch import nn
 
 INK_FRACTION = 0.1  # of the image's brightest ink: fainter columns (anti-aliased fringes, noise) are not ink
 SUPERSAMPLE = 4  # bilinear samples per output column, averaged: squeezing by up to 4x skips no column
+SPLIT_CHUNK = 4096  # images normalised at a time by normalize_width_split: its grid is ~3.7 MB per 100 images
 
 
 def ink_columns(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -72,15 +78,24 @@ def normalize_width(x: torch.Tensor, width: float) -> torch.Tensor:
     return F.avg_pool2d(sampled, kernel_size=(1, SUPERSAMPLE)) + background  # (B, 1, H, W)
 
 
+def normalize_width_split(images: torch.Tensor, width: float) -> torch.Tensor:
+    """:func:`normalize_width` of a whole split (N, 1, H, W), SPLIT_CHUNK images at a time (bounded memory)."""
+    return torch.cat([normalize_width(chunk, width) for chunk in images.split(SPLIT_CHUNK)])
+
+
 class WidthNormalized(nn.Module):
-    """``net`` applied to width-normalised input (module docstring); ``width`` in pixels."""
+    """``net`` applied to width-normalised input (module docstring); ``width`` in pixels.
+
+    In eval mode it normalises its input; in training mode the input is a training batch that the trainer
+    normalised before distorting it (Ciresan's order), so it goes to ``net`` as it is.
+    """
 
     def __init__(self, net: nn.Module, width: int) -> None:
         super().__init__()
         self.net, self.width = net, width
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net(normalize_width(x, float(self.width)))
+        return self.net(x if self.training else normalize_width(x, float(self.width)))
 
     def extra_repr(self) -> str:
         return f"width={self.width}"

@@ -10,6 +10,8 @@ written to metrics.jsonl.
 
 Seams:
 
+- **A per-split transform**: a member's width normalisation (``model.input_width``) is applied to the training
+  split once, in :func:`build_trainer`, so that the distortions come after it.
 - **A per-batch transform**: the distortions of each training batch on the device
   (:class:`mnistlab.data.augment.Distorter`) are applied in :meth:`Trainer.batches`, which yields every batch
   the steps see, and never to validation or test. Their random draws come from the distorter's generator,
@@ -37,6 +39,7 @@ from mnistlab.data.augment import Distorter, build_distorter
 from mnistlab.errors import ConfigError
 from mnistlab.inference import score_committee
 from mnistlab.models import Committee
+from mnistlab.models.width import normalize_width_split
 from mnistlab.training.distributed import SingleProcess
 from mnistlab.training.graphs import GraphedStep
 from mnistlab.training.loop import StepFn, train_one_epoch
@@ -233,6 +236,7 @@ def build_trainer(
     pixels, and bring in background pixels at the border).
     """
     dist = dist or SingleProcess(next(model.parameters()).device)
+    train = _width_normalized(train, config.model.input_width)
     step_model = dist.wrap(model)  # DDP all-reduces gradients; the model itself when alone
     if config.compile:
         step_model = torch.compile(step_model)  # type: ignore[assignment]
@@ -250,6 +254,15 @@ def build_trainer(
     return Trainer(
         config, model, step_model, optimizer, scheduler, train, val, dist, step_fn, generators, distorter
     )
+
+
+def _width_normalized(train: TensorSplit, width: int | None) -> TensorSplit:
+    """The training split with every digit at the member's ink width (None: as written), computed once here so
+    that the distortions come after it (Ciresan's order); the model skips its own normalisation in training
+    mode (:mod:`mnistlab.models.width`). Validation and test stay as they are: the model normalises them."""
+    if width is None:
+        return train
+    return TensorSplit(normalize_width_split(train.images, float(width)), train.labels)
 
 
 AUGMENT_SEED_OFFSET = 0xA060000  # far from seed + 1 (data order) and seed + 1e6 * rank (dropout per rank)
