@@ -46,7 +46,8 @@ def run(options: LabOptions) -> Report:
     report.text(
         "Ciresan et al. 2012 trained the columns of their committee on digits re-scaled horizontally to one "
         "ink width each; `--member-input-widths` gives each committee member one of these views. The model "
-        "applies it to every input, after the distortions in training."
+        "applies it to every input; in training the digits are normalised first and distorted after, as "
+        "Ciresan did."
     )
     report.write(out)
     return report
