@@ -187,3 +187,10 @@ def test_evaluate_says_what_a_folder_is_when_it_is_not_a_run(tmp_path, capsys, k
     assert len(errors) == 1
     for needle in needles:
         assert needle in errors[0], errors[0]
+
+
+def test_no_score_test_is_refused_beside_the_flags_that_score_test(tmp_path):
+    for extra in (["--seeds", "2"], ["--report"]):
+        result = mnistlab("train", "--no-score-test", "--out", str(tmp_path / "run"), *extra)
+        assert_one_line_error(result, "--no-score-test", "--seeds and --report")
+        assert not (tmp_path / "run").exists()

@@ -508,3 +508,31 @@ def test_a_model_file_whose_member_models_lie_is_one_line(mixed, tmp_path, names
     with pytest.raises(RunError, match=words) as caught:
         mnistlab.load_run(folder)
     assert "model.safetensors" in str(caught.value) and "\n" not in str(caught.value)
+
+
+# ---- a recipe search's committee: the test split withheld ---------------------------------------------------
+def test_no_score_test_trains_a_committee_without_reading_the_test_split(tmp_path, monkeypatch):
+    """--no-score-test: neither the members nor the committee score test; the summary says so with None, the
+    report still renders, and the run can be scored later, deliberately, like any other."""
+    from mnistlab.evaluation.report import run_report
+
+    calls: list[str] = []
+    real = Splits.score_test
+
+    def spy(self, model, *args, **kwargs):
+        calls.append(type(model).__name__)
+        return real(self, model, *args, **kwargs)
+
+    monkeypatch.setattr(Splits, "score_test", spy)
+    cfg = committee_config(tmp_path / "run")
+    cfg.members, cfg.epochs, cfg.score_test = 2, 1, False
+    run = mnistlab.train(cfg)
+    assert calls == []
+    s = run.summary
+    assert s["test_accuracy"] is None and s["member_test_accuracy"] is None and s["test_errors"] is None
+    assert s["val_accuracy"] is not None  # validation is scored as always
+    for k in range(2):
+        member = json.loads((run.path / "members" / str(k) / "summary.json").read_text())
+        assert "test_accuracy" not in member and member["best_val_accuracy"] is not None
+    html = run_report(run.path, out=tmp_path / "report").read_text()  # a deliberate, later look at test
+    assert "not scored when the committee was trained" in html

@@ -62,6 +62,8 @@ def train_command(
         _launch_torchrun(nproc, ctx, resume, config_flags)
         return
     config = config_from_flags(config_flags, resume)
+    if not config.score_test and (seeds != 1 or report):
+        raise ConfigError("--no-score-test withholds the test split, which --seeds and --report score")
     if seeds != 1 or report or tensorboard:
         from mnistlab.cli.lab_cmd import train_with_extras
 

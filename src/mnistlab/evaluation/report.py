@@ -292,6 +292,9 @@ def _committee_section(report: Report, s: dict) -> None:
         [f"committee ({s['combine']})", _percent(s.get("val_accuracy")), _percent(s["test_accuracy"])]
     )
     report.table(["", "validation accuracy", "test accuracy"], rows)
+    if s["test_errors"] is None:
+        report.text("Test: not scored when the committee was trained (--no-score-test).")
+        return
     report.text(
         f"Test errors: the committee makes {s['test_errors']}; {s['test_errors_shared_by_all_members']} "
         f"images are wrong for every member, {s['test_errors_of_any_member']} for at least one."

@@ -258,7 +258,9 @@ def combine_members(
     val = None
     if splits.val is not None:
         val = score_committee(committee, splits.val.images, splits.val.labels, config.eval_batch_size)
-    test = splits.score_test(committee, config.eval_batch_size)  # the committee's one test score
+    test = None  # --no-score-test: withheld, and so are the members' (their configs carry the flag)
+    if config.score_test:
+        test = splits.score_test(committee, config.eval_batch_size)  # the committee's one test score
     summary = committee_summary(config, runs, val, test, splits.test.labels.cpu())
     summary |= {"wall_seconds": round(seconds, 3), "environment": describe_environment(device)}
     save_model_file(folder / MODEL_FILE, committee, preprocessor, config)
@@ -280,12 +282,13 @@ def _check_same_preprocessing(first: Run, other: Run) -> None:
 
 
 def committee_summary(
-    config: TrainConfig, runs: list[Run], val: dict | None, test: dict, test_labels: torch.Tensor
+    config: TrainConfig, runs: list[Run], val: dict | None, test: dict | None, test_labels: torch.Tensor
 ) -> dict:
-    """summary.json of a committee: members one by one, their mean ± std, the committee, shared errors."""
+    """summary.json of a committee: members one by one, their mean ± std, the committee, shared errors.
+    ``test`` None (--no-score-test): every test figure is None."""
     members = [_member_row(k, run) for k, run in enumerate(runs)]
-    wrong = test["member_predictions"] != test_labels  # (M, N): which test images each member gets wrong
     member_val = [m["val_accuracy"] for m in members if m["val_accuracy"] is not None]
+    member_test = [m["test_accuracy"] for m in members if m["test_accuracy"] is not None]
     return {
         "kind": "committee",
         "model": config.model.name,
@@ -299,17 +302,23 @@ def committee_summary(
         "parameters": sum(run.summary.get("parameters", 0) for run in runs),
         "member_runs": members,
         "member_val_accuracy": mean_std(member_val) if member_val else None,
-        "member_test_accuracy": mean_std([m["test_accuracy"] for m in members]),
+        "member_test_accuracy": mean_std(member_test) if len(member_test) == len(members) else None,
         "val_accuracy": val["accuracy"] if val else None,
         "val_loss": val["loss"] if val else None,
-        "test_accuracy": test["accuracy"],
-        "test_loss": test["loss"],
-        "test_images": test["images"],
-        "test_errors": int((test["predictions"] != test_labels).sum()),
-        "test_errors_shared_by_all_members": int(wrong.all(dim=0).sum()),
-        "test_errors_of_any_member": int(wrong.any(dim=0).sum()),
+        **_test_fields(test, test_labels),
         "train_seconds": round(sum(m["train_seconds"] for m in members), 3),
     }
+
+
+def _test_fields(test: dict | None, labels: torch.Tensor) -> dict:
+    """The committee's test figures: accuracy, loss, errors and the errors its members share (None: withheld)."""
+    names = ("accuracy", "loss", "images", "errors", "errors_shared_by_all_members", "errors_of_any_member")
+    if test is None:
+        return {f"test_{name}": None for name in names}
+    wrong = test["member_predictions"] != labels  # (M, N): which test images each member gets wrong
+    values = (test["accuracy"], test["loss"], test["images"], int((test["predictions"] != labels).sum()))
+    shared = (int(wrong.all(dim=0).sum()), int(wrong.any(dim=0).sum()))
+    return {f"test_{name}": value for name, value in zip(names, values + shared, strict=True)}
 
 
 def _member_row(index: int, run: Run) -> dict:
@@ -322,7 +331,7 @@ def _member_row(index: int, run: Run) -> dict:
         "input_width": run.config.model.input_width,  # None: the digits as written
         "best_epoch": s.get("best_epoch"),
         "val_accuracy": s.get("best_val_accuracy"),  # the kept weights' accuracy on the shared split
-        "test_accuracy": s["test_accuracy"],
+        "test_accuracy": s.get("test_accuracy"),  # None: withheld (--no-score-test)
         "train_seconds": s.get("train_seconds", 0.0),
         # The code that trained this member: a committee resumed or grown may hold members of several commits,
         # while the committee's own environment is read when it is combined.
@@ -339,6 +348,8 @@ def mean_std(values: list[float]) -> dict:
 def _result_line(s: dict) -> str:
     m = s["member_test_accuracy"]
     val = "" if s["val_accuracy"] is None else f"val {100 * s['val_accuracy']:.2f} %, "
+    if s["test_accuracy"] is None:
+        return f"committee of {s['members']} ({s['combine']}): {val}test not scored (--no-score-test)"
     return (
         f"committee of {s['members']} ({s['combine']}): {val}test accuracy {100 * s['test_accuracy']:.2f} % "
         f"({s['test_errors']} errors); members {100 * m['mean']:.2f} ± {100 * m['std']:.2f} %; "

@@ -307,7 +307,7 @@ def _finish(
     if smoke_steps():
         environment["smoke_steps"] = smoke_steps()  # a smoke test's run: its figures mean nothing
     summary = summarise(config, count_parameters(model), state, environment)
-    if not config.dry_run:
+    if not config.dry_run and config.score_test:
         test = splits.score_test(model, config.eval_batch_size, config.amp, dist)
         summary.update(test_accuracy=test["accuracy"], test_loss=test["loss"], test_images=test["images"])
         reporter.line(
