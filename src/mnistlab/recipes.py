@@ -142,10 +142,10 @@ def _lenet_wide_long() -> TrainConfig:
 
 
 def _deep_cnn_long() -> TrainConfig:
-    # deep-cnn 16/32/64 (11 MFLOP/image) on affine + elastic distortions, 15 epochs of one-cycle SGD at the
-    # cnn's peak lr 0.1, batch 128. Validation (seed 0's split; s1, s3, s4, f1 in docs/recipe-search.md):
-    # 99.52 % (seeds 3, 4: 99.50, 99.48), against 99.46 % for 25 epochs and 99.50 % for width 1.5 at 10 epochs
-    # (the same CPU time). ~25 s/epoch on one idle core: ~6.5 minutes per member.
+    # deep-cnn 16/32/64 (11 MFLOP/image) on affine + elastic distortions, one-cycle SGD at the cnn's peak lr
+    # 0.1, batch 128; first chosen at 15 epochs. Validation (seed 0's split; s1, s3, s4, f1 in
+    # docs/recipe-search.md): 99.52 % (seeds 3, 4: 99.50, 99.48), against 99.46 % for 25 epochs and 99.50 % for
+    # width 1.5 at 10 epochs (the same CPU time). ~25 s/epoch on one idle core of the earlier machine.
     # The last epoch on undistorted images (clean_epochs=1): five such members (seeds 0-4, split 0) make a
     # committee with validation loss 0.0130 nats/image and 19 errors, against 0.0144 ± 0.0004 and 22.3 for
     # the 252 five-member subsets of ten members without it (bench/committee_mixes_val.py; BENCHMARKS.md).
@@ -154,8 +154,8 @@ def _deep_cnn_long() -> TrainConfig:
     # validation loss 5.96 x 10^-3 nats/image and 5 errors, against 6.45 ± 0.06 and 7.0 for the six 15-epoch
     # five-member committees, and each 30-epoch member swapped in lowers both. (One 25-epoch member without the
     # clean epoch, s3, had been no better than 15 epochs on its own: one seed, inside the noise.) Dropout 0.25
-    # before the head did not pass the same rule (loss 6.85). ~12.5 s/epoch per process with --nproc 2 on this
-    # machine on 2026-12-01: ~6.5 minutes per member.
+    # before the head did not pass the same rule (loss 6.85). ~12.5 s/epoch per process with --nproc 2 on the
+    # machine of 2026-12-01: ~6.3 minutes per member, 19.9 minutes for five (BENCHMARKS.md).
     config = _deep_cnn()
     config.augment, config.epochs = AugmentConfig(kind="both", clean_epochs=1), 30
     return config
