@@ -190,7 +190,7 @@ def test_evaluate_says_what_a_folder_is_when_it_is_not_a_run(tmp_path, capsys, k
 
 
 def test_no_score_test_is_refused_beside_the_flags_that_score_test(tmp_path):
-    for extra in (["--seeds", "2"], ["--report"]):
+    for extra in (["--seeds", "2"], ["--report"], ["--nproc", "2", "--seeds", "2"]):  # before any launch
         result = mnistlab("train", "--no-score-test", "--out", str(tmp_path / "run"), *extra)
         assert_one_line_error(result, "--no-score-test", "--seeds and --report")
         assert not (tmp_path / "run").exists()

@@ -533,6 +533,22 @@ def test_no_score_test_trains_a_committee_without_reading_the_test_split(tmp_pat
     assert s["val_accuracy"] is not None  # validation is scored as always
     for k in range(2):
         member = json.loads((run.path / "members" / str(k) / "summary.json").read_text())
-        assert "test_accuracy" not in member and member["best_val_accuracy"] is not None
+        assert member["test_accuracy"] is None and member["best_val_accuracy"] is not None
+    assert not run.model.training  # returned ready for inference although nothing scored it
     html = run_report(run.path, out=tmp_path / "report").read_text()  # a deliberate, later look at test
     assert "not scored when the committee was trained" in html
+    # grown with --score-test: the new member and the committee are scored, the first two stay unscored
+    grown_config = _with_members(run.path, 3)
+    grown_config.score_test = True
+    grown = mnistlab.train(grown_config, resume=run.path)
+    assert calls == ["MLP", "Committee"] and grown.summary["test_accuracy"] is not None
+    assert grown.summary["member_test_accuracy"] is None  # a mean over some members would mislead
+
+
+def test_a_run_with_neither_test_nor_validation_returns_its_model_in_eval_mode(tmp_path):
+    """Scoring test used to leave the model in eval mode; with --no-score-test and no validation split, fit
+    itself must (a model in training mode skips its width normalisation and keeps dropout on)."""
+    cfg = tiny_mlp_config(tmp_path / "run")
+    cfg.data.val_size, cfg.score_test, cfg.model.dropout = 0, False, 0.2
+    run = mnistlab.train(cfg)
+    assert not run.model.training and run.summary["test_accuracy"] is None

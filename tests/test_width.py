@@ -97,11 +97,14 @@ def _trainer(width: int | None, images: torch.Tensor, labels: torch.Tensor):
     from mnistlab.training.trainer import build_trainer
 
     cfg = TrainConfig()
-    cfg.model.name, cfg.model.input_width, cfg.batch_size, cfg.seed = "cnn", width, 16, 3
+    cfg.model.name, cfg.batch_size, cfg.seed = "cnn", 16, 3
     cfg.augment.kind = "both"
     pre = Preprocessor.fit(load_dataset("mnist", progress=False).train_images[:64])
     split = TensorSplit(images, labels)
-    return build_trainer(cfg, model_from_config(cfg.model), split, split, preprocessor=pre)
+    # the width comes from the model itself (config.model.input_width is None here), so that a model and its
+    # training data cannot disagree
+    model = model_from_config(ModelConfig(name="cnn", input_width=width))
+    return build_trainer(cfg, model, split, split, preprocessor=pre)
 
 
 def test_the_trainer_distorts_training_digits_after_normalising_their_width():

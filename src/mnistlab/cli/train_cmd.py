@@ -52,18 +52,21 @@ def train_command(
         ),
     ] = None,
 ) -> None:
-    """Train a model (default: the fast CNN on MNIST), then score the test set once.
+    """Train a model (default: the fast CNN on MNIST), then score the test set once (unless --no-score-test).
 
     --members N trains a committee: N runs in RUN/members/K (seeds seed..seed+N-1, one validation split),
     combined by the mean of their softmax outputs. Alone, --members N uses the committee recipe (the best
     member recipe, with distortions); with --model X, X's long-budget recipe.
     """
+    config = config_from_flags(config_flags, resume)  # cheap; refuses before any process starts
+    if not config.score_test and (seeds != 1 or report):
+        raise ConfigError(
+            "--no-score-test (given now or when the run was started) withholds the test split, which --seeds "
+            "and --report score; --score-test allows them"
+        )
     if nproc is not None:
         _launch_torchrun(nproc, ctx, resume, config_flags)
         return
-    config = config_from_flags(config_flags, resume)
-    if not config.score_test and (seeds != 1 or report):
-        raise ConfigError("--no-score-test withholds the test split, which --seeds and --report score")
     if seeds != 1 or report or tensorboard:
         from mnistlab.cli.lab_cmd import train_with_extras
 

@@ -46,8 +46,8 @@ def run(options: LabOptions) -> Report:
     report.text(
         "Ciresan et al. 2012 trained the columns of their committee on digits re-scaled horizontally to one "
         "ink width each; `--member-input-widths` gives each committee member one of these views. The model "
-        "applies it to every input; in training the digits are normalised first and distorted after, as "
-        "Ciresan did."
+        "applies it to every image it scores; in training the trainer normalises the digits first and the "
+        "distortions follow, as Ciresan did."
     )
     report.write(out)
     return report

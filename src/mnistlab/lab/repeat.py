@@ -48,6 +48,10 @@ def train_seeds(
     """
     if seeds < 1:
         raise ConfigError(f"--seeds must be >= 1, got {seeds}")
+    if not config.score_test:
+        raise ConfigError(
+            "--seeds reports test accuracy over seeds; it does not combine with --no-score-test"
+        )
     # Under torchrun only rank 0 makes folders and writes files; the other ranks train alongside it.
     main = is_main_process()
     root = create_run_dir(out or config.out, f"{config.model.name}-seeds") if main else None

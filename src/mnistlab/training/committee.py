@@ -350,8 +350,10 @@ def _result_line(s: dict) -> str:
     val = "" if s["val_accuracy"] is None else f"val {100 * s['val_accuracy']:.2f} %, "
     if s["test_accuracy"] is None:
         return f"committee of {s['members']} ({s['combine']}): {val}test not scored (--no-score-test)"
+    # members trained with --no-score-test (a committee grown or resumed with --score-test) have no test figure
+    members = "members not scored" if m is None else f"members {100 * m['mean']:.2f} ± {100 * m['std']:.2f} %"
     return (
         f"committee of {s['members']} ({s['combine']}): {val}test accuracy {100 * s['test_accuracy']:.2f} % "
-        f"({s['test_errors']} errors); members {100 * m['mean']:.2f} ± {100 * m['std']:.2f} %; "
+        f"({s['test_errors']} errors); {members}; "
         f"{s['test_errors_shared_by_all_members']} test errors shared by all members"
     )

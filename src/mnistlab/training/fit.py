@@ -301,13 +301,16 @@ def _finish(
     """Best weights back, the test set scored once, then model file and summary (which marks the run done)."""
     config, model, dist = trainer.config, trainer.model, trainer.dist
     state.stopper.restore_best(model)
+    model.eval()  # the run's model is returned for inference (scoring test did this; it may be withheld)
     environment = describe_environment(dist.device) | {"world_size": dist.world_size}
     if config.engine == "numpy":
         environment |= blas_environment()
     if smoke_steps():
         environment["smoke_steps"] = smoke_steps()  # a smoke test's run: its figures mean nothing
     summary = summarise(config, count_parameters(model), state, environment)
-    if not config.dry_run and config.score_test:
+    if not config.score_test:  # --no-score-test: withheld, and said so (None), not left out
+        summary.update(test_accuracy=None, test_loss=None, test_images=None)
+    elif not config.dry_run:
         test = splits.score_test(model, config.eval_batch_size, config.amp, dist)
         summary.update(test_accuracy=test["accuracy"], test_loss=test["loss"], test_images=test["images"])
         reporter.line(

@@ -39,7 +39,7 @@ from mnistlab.data.augment import Distorter, build_distorter
 from mnistlab.errors import ConfigError
 from mnistlab.inference import score_committee
 from mnistlab.models import Committee
-from mnistlab.models.width import normalize_width_split
+from mnistlab.models.width import WidthNormalized, normalize_width_split
 from mnistlab.training.distributed import SingleProcess
 from mnistlab.training.graphs import GraphedStep
 from mnistlab.training.loop import StepFn, train_one_epoch
@@ -62,7 +62,8 @@ class Splits:
     def score_test(
         self, model: nn.Module, batch_size: int, amp: bool = False, dist: SingleProcess | None = None
     ) -> dict:
-        """The one place a training run scores the test split: once per run, after training, never to choose
+        """The one place a training run scores the test split: once per run (none with --no-score-test), after
+        training, never to choose
         anything (the tests count the calls). {"loss": nats/image, "accuracy", "images"}; for a committee also
         each member's predictions (M, N), from the same forward passes."""
         test = self.test
@@ -236,7 +237,7 @@ def build_trainer(
     pixels, and bring in background pixels at the border).
     """
     dist = dist or SingleProcess(next(model.parameters()).device)
-    train = _width_normalized(train, config.model.input_width)
+    train = _width_normalized(train, model.width if isinstance(model, WidthNormalized) else None)
     step_model = dist.wrap(model)  # DDP all-reduces gradients; the model itself when alone
     if config.compile:
         step_model = torch.compile(step_model)  # type: ignore[assignment]
@@ -257,7 +258,7 @@ def build_trainer(
 
 
 def _width_normalized(train: TensorSplit, width: int | None) -> TensorSplit:
-    """The training split with every digit at the member's ink width (None: as written), computed once here so
+    """The training split with every digit at the model's ink width (None: as written), computed once here so
     that the distortions come after it (Ciresan's order); the model skips its own normalisation in training
     mode (:mod:`mnistlab.models.width`). Validation and test stay as they are: the model normalises them."""
     if width is None:
