@@ -233,6 +233,10 @@ class TrainConfig:
         resume_safe=True,
     )
     dry_run: bool = opt(False, "Run a few batches of one epoch, write nothing, and stop: checks the set-up.")
+    dry_run_batches: int = opt(3, "Training steps of a --dry-run, steps.")
+    max_steps: int | None = opt(
+        None, "Stop each epoch after this many steps (smoke tests, benchmarks); unset = whole epochs."
+    )
     # A recipe search chooses on validation and must not see test figures along the way; the chosen run is
     # scored afterwards, once, with `mnistlab evaluate RUN`.
     score_test: bool = opt(
@@ -240,10 +244,6 @@ class TrainConfig:
         "Score the test split once after training (each member and the committee); --no-score-test "
         "withholds it, for recipe searches (score the chosen run later with `mnistlab evaluate`).",
         resume_safe=True,
-    )
-    dry_run_batches: int = opt(3, "Training steps of a --dry-run, steps.")
-    max_steps: int | None = opt(
-        None, "Stop each epoch after this many steps (smoke tests, benchmarks); unset = whole epochs."
     )
     out: str | None = opt(None, "Run folder; unset = runs/<timestamp>-<model>.")
     quiet: bool = opt(False, "Print only errors.", short="-q", resume_safe=True)

@@ -298,7 +298,8 @@ def _checkpoint(trainer: AnyTrainer, state: TrainState, folder: Path | None) -> 
 def _finish(
     trainer: AnyTrainer, splits: Splits, state: TrainState, folder: Path | None, reporter: Reporter
 ) -> Run:
-    """Best weights back, the test set scored once, then model file and summary (which marks the run done)."""
+    """Best weights back, the test set scored once (unless withheld), then model file and summary (which marks
+    the run done)."""
     config, model, dist = trainer.config, trainer.model, trainer.dist
     state.stopper.restore_best(model)
     model.eval()  # the run's model is returned for inference (scoring test did this; it may be withheld)

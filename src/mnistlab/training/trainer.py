@@ -62,10 +62,9 @@ class Splits:
     def score_test(
         self, model: nn.Module, batch_size: int, amp: bool = False, dist: SingleProcess | None = None
     ) -> dict:
-        """The one place a training run scores the test split: once per run (none with --no-score-test), after
-        training, never to choose
-        anything (the tests count the calls). {"loss": nats/image, "accuracy", "images"}; for a committee also
-        each member's predictions (M, N), from the same forward passes."""
+        """The one place a training run scores the test split: once per run, after training, never to choose
+        anything (the tests count the calls; --no-score-test never calls it). {"loss": nats/image, "accuracy",
+        "images"}; for a committee also each member's predictions (M, N), from the same forward passes."""
         test = self.test
         if isinstance(model, Committee):
             result = score_committee(model, test.images, test.labels, batch_size)
