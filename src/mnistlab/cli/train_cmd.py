@@ -11,6 +11,7 @@ import typer
 
 from mnistlab.cli.app import app
 from mnistlab.cli.config_options import ConfigFlags, config_from_flags, resume_safe_flags, with_config_options
+from mnistlab.config import TrainConfig
 from mnistlab.errors import ConfigError
 
 RESUME_HELP = (
@@ -58,14 +59,14 @@ def train_command(
     combined by the mean of their softmax outputs. Alone, --members N uses the committee recipe (the best
     member recipe, with distortions); with --model X, X's long-budget recipe.
     """
-    config = config_from_flags(config_flags, resume)  # cheap; refuses before any process starts
+    config = config_from_flags(config_flags, resume)  # once, here: a bad flag fails before any process starts
     if not config.score_test and (seeds != 1 or report):
         raise ConfigError(
             "--no-score-test (given now or when the run was started) withholds the test split, which --seeds "
             "and --report score; --score-test allows them"
         )
     if nproc is not None:
-        _launch_torchrun(nproc, ctx, resume, config_flags)
+        _launch_torchrun(nproc, ctx, config)
         return
     if seeds != 1 or report or tensorboard:
         from mnistlab.cli.lab_cmd import train_with_extras
@@ -84,11 +85,11 @@ def train(config, resume: Path | None = None, overwrite: bool = False):
     return api_train(config, resume=resume, overwrite=overwrite)
 
 
-def _launch_torchrun(nproc: int, ctx: typer.Context, resume: Path | None, flags: ConfigFlags) -> None:
-    """Re-run this very command line, minus --nproc, in ``nproc`` processes under torchrun."""
+def _launch_torchrun(nproc: int, ctx: typer.Context, config: TrainConfig) -> None:
+    """Re-run this very command line, minus --nproc, in ``nproc`` processes under torchrun; ``config`` is the
+    command's, already resolved, so a bad flag fails here, once, not in every process."""
     if nproc < 1:
         raise ConfigError(f"--nproc must be >= 1, got {nproc}")
-    config = config_from_flags(flags, resume)  # fail here, once, not in every process
     if config.engine == "numpy":
         raise ConfigError(f"--nproc {nproc}: --engine numpy trains in one process")
     global_batch = config.batch_size
