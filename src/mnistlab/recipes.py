@@ -154,8 +154,11 @@ def _deep_cnn_long() -> TrainConfig:
     # validation loss 5.96 x 10^-3 nats/image and 5 errors, against 6.45 ± 0.06 and 7.0 for the six 15-epoch
     # five-member committees, and each 30-epoch member swapped in lowers both. (One 25-epoch member without the
     # clean epoch, s3, had been no better than 15 epochs on its own: one seed, inside the noise.) Dropout 0.25
-    # before the head did not pass the same rule (loss 6.85). ~12.5 s/epoch per process with --nproc 2 on the
-    # machine of 2026-12-01: ~6.3 minutes per member, 19.9 minutes for five (BENCHMARKS.md).
+    # before the head did not pass the same rule (loss 6.85). The distortion magnitudes stay AugmentConfig's:
+    # Ciresan's stronger ones (rotate 15, zoom 0.15, elastic alpha 36; rule S, magnitudes-val-s1.txt) made a
+    # committee with loss 5.79 x 10^-3 and 7 errors against the bar of < 5.76 with <= 5. ~12.5 s/epoch per
+    # process with --nproc 2 on the machine of 2026-12-01: ~6.3 minutes per member, 19.9 minutes for five; ~29
+    # s/epoch and 47.7 minutes for five on the 2-core Xeon of 2026-12-02 (BENCHMARKS.md).
     config = _deep_cnn()
     config.augment, config.epochs = AugmentConfig(kind="both", clean_epochs=1), 30
     return config
