@@ -4,6 +4,7 @@ scipy and its analytic covariance, background padding, seeding, resume, and neve
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 
 import numpy as np
@@ -345,6 +346,13 @@ def test_the_lab_figure_shows_16_draws_of_each_kind(tmp_path):
     widths = tmp_path / "lab" / "widths.png"  # the input variants beside the distortions
     assert widths.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and widths.stat().st_size > 10_000
     assert "as written and at each width" in (tmp_path / "lab" / "report.html").read_text()
+    # The figure shows what the committee's members train on, and says so in numbers.
+    from mnistlab.recipes import committee_recipe
+
+    shown = committee_recipe().augment
+    settings = json.loads((tmp_path / "lab" / "config.json").read_text())["augment"]
+    assert settings == dataclasses.asdict(shown)
+    assert f"rotation (±{shown.rotate:g}°)" in (tmp_path / "lab" / "report.html").read_text()
     image = digit_like(1)[0]
     draws = distortion_draws(image, AugmentConfig(), "both")
     assert draws.shape == (DRAWS, 28, 28) and len({d.sum().item() for d in draws}) == DRAWS  # all different

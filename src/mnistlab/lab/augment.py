@@ -19,6 +19,7 @@ from mnistlab.evaluation.plots import new_figure, save_figure
 from mnistlab.evaluation.report import Report
 from mnistlab.lab.common import LabOptions, open_out_dir, write_config
 from mnistlab.models.width import normalize_width
+from mnistlab.recipes import committee_recipe
 
 KINDS = ("affine", "elastic", "both")
 DRAWS = 16
@@ -27,17 +28,19 @@ WIDTH_DIGITS = 12  # training images shown at each width
 
 
 def run(options: LabOptions) -> Report:
-    """``mnistlab lab augment``: the figure for the default magnitudes (those the long recipes use)."""
+    """``mnistlab lab augment``: the figure for the committee recipe's magnitudes (what its members train on)."""
     out = open_out_dir("augment", options)
-    config = AugmentConfig()
+    config = committee_recipe().augment
     write_config(out, "augment", options, {"augment": dataclasses.asdict(config), "image_index": 0})
     path = distortion_figure(out / "distortions.png", config, index=0, seed=options.seed)
     report = Report("Distortions of the training digits")
     report.figure(path, "The first training digit and 16 random draws of each distortion kind.")
     report.text(
-        "Affine draws a rotation, a zoom, a horizontal shear and a shift per image, uniformly within the "
-        "magnitudes above. Elastic (Simard et al. 2003) moves every pixel by a random field, uniform noise "
-        "smoothed by a Gaussian of std sigma and scaled by alpha. `both` adds the two displacements into one "
+        f"Affine draws a rotation (±{config.rotate:g}°), a zoom (±{config.scale:.0%}), a horizontal shear "
+        f"(±{config.shear:g}°) and a shift (±{config.translate:g} px) per image, uniformly: the committee "
+        f"recipe's magnitudes. Elastic (Simard et al. 2003) moves every pixel by a random field, uniform "
+        f"noise smoothed by a Gaussian of std sigma {config.elastic_sigma:g} px and scaled by alpha "
+        f"{config.elastic_alpha:g} px. `both` adds the two displacements into one "
         "sampling grid. Training applies them to every training batch, with a fresh draw each time; "
         "validation and test images are never distorted."
     )
