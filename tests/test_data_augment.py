@@ -24,6 +24,7 @@ from mnistlab.data.augment import (
 )
 from mnistlab.errors import ConfigError
 from mnistlab.inference import evaluate
+from mnistlab.recipes import committee_recipe
 from mnistlab.training.fit import prepare_data
 
 ZERO = AugmentConfig(rotate=0, scale=0, shear=0, translate=0, elastic_alpha=0)
@@ -347,8 +348,6 @@ def test_the_lab_figure_shows_16_draws_of_each_kind(tmp_path):
     assert widths.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and widths.stat().st_size > 10_000
     assert "as written and at each width" in (tmp_path / "lab" / "report.html").read_text()
     # The figure shows what the committee's members train on, and says so in numbers.
-    from mnistlab.recipes import committee_recipe
-
     shown = committee_recipe().augment
     settings = json.loads((tmp_path / "lab" / "config.json").read_text())["augment"]
     assert settings == dataclasses.asdict(shown)
