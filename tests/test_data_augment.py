@@ -351,7 +351,10 @@ def test_the_lab_figure_shows_16_draws_of_each_kind(tmp_path):
     shown = committee_recipe().augment
     settings = json.loads((tmp_path / "lab" / "config.json").read_text())["augment"]
     assert settings == dataclasses.asdict(shown)
-    assert f"rotation (±{shown.rotate:g}°)" in (tmp_path / "lab" / "report.html").read_text()
+    assert (
+        f"rotate ±{shown.rotate:g}°, zoom ±{100 * shown.scale:g} %"
+        in (tmp_path / "lab" / "report.html").read_text()
+    )
     image = digit_like(1)[0]
     draws = distortion_draws(image, AugmentConfig(), "both")
     assert draws.shape == (DRAWS, 28, 28) and len({d.sum().item() for d in draws}) == DRAWS  # all different

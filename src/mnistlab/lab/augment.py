@@ -36,12 +36,10 @@ def run(options: LabOptions) -> Report:
     report = Report("Distortions of the training digits")
     report.figure(path, "The first training digit and 16 random draws of each distortion kind.")
     report.text(
-        f"Affine draws a rotation (±{config.rotate:g}°), a zoom (±{config.scale:.0%}), a horizontal shear "
-        f"(±{config.shear:g}°) and a shift (±{config.translate:g} px) per image, uniformly: the committee "
-        f"recipe's magnitudes. Elastic (Simard et al. 2003) moves every pixel by a random field, uniform "
-        f"noise smoothed by a Gaussian of std sigma {config.elastic_sigma:g} px and scaled by alpha "
-        f"{config.elastic_alpha:g} px. `both` adds the two displacements into one "
-        "sampling grid. Training applies them to every training batch, with a fresh draw each time; "
+        f"The committee recipe's magnitudes: {_describe(config)}. Affine draws a rotation, a zoom, a "
+        "horizontal shear and a shift per image, uniformly within them. Elastic (Simard et al. 2003) moves "
+        "every pixel by a random field, uniform noise smoothed by a Gaussian of std sigma and scaled by alpha. "
+        "`both` adds the two displacements into one sampling grid. Training applies them to every training batch, with a fresh draw each time; "
         "validation and test images are never distorted."
     )
     widths = width_figure(out / "widths.png", count=WIDTH_DIGITS)
